@@ -1,0 +1,16 @@
+"""FastVMT for ComfyUI: training-free video motion transfer on Wan models.
+
+ComfyUI loads this package from custom_nodes/ and calls ``comfy_entrypoint``. A
+missing dependency logs one clear line instead of breaking ComfyUI's start-up.
+"""
+
+import logging
+
+try:
+    from .nodes import comfy_entrypoint  # noqa: F401
+except ImportError as exc:  # keep ComfyUI starting; say what to install
+    logging.getLogger("FastVMT").error(
+        "FastVMT nodes not loaded: %s. Run 'pip install -r requirements.txt' in the FastVMT folder "
+        "with ComfyUI's Python.", exc)
+
+__all__ = ["comfy_entrypoint"]

@@ -1,0 +1,20 @@
+"""FastVMT, the method: sliding-window attention motion flow, its losses, the
+skip-step latent optimizer, the guided-step schedule and the settings.
+
+Pure PyTorch. Nothing in this package imports ComfyUI, so it can be tested,
+benchmarked and reused without a host.
+"""
+
+from .amf import MotionFlow, global_amf, sliding_window_amf, frame_pairs
+from .losses import amf_loss, window_loss, total_loss, offset_weights
+from .optimize import optimize_latent, OptimizeStats
+from .schedule import guided_step_count, guided_steps
+from .settings import FastVMTSettings, MODES, REFERENCE_NOISE_MODES
+
+__all__ = [
+    "MotionFlow", "global_amf", "sliding_window_amf", "frame_pairs",
+    "amf_loss", "window_loss", "total_loss", "offset_weights",
+    "optimize_latent", "OptimizeStats",
+    "guided_step_count", "guided_steps",
+    "FastVMTSettings", "MODES", "REFERENCE_NOISE_MODES",
+]

@@ -1,0 +1,102 @@
+"""Every FastVMT knob in one validated dataclass.
+
+Defaults follow the paper (section 4.1, appendix B.1) and the authors' released
+code where the paper is silent; README "Differences from the paper" lists the choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+MODES = ("effi_AMF", "AMF", "No_transfer")
+REFERENCE_NOISE_MODES = ("renoise", "clean")
+
+
+@dataclass(frozen=True)
+class FastVMTSettings:
+    mode: str = "effi_AMF"            # effi_AMF: sliding window + skipping; AMF: global flow, every step; No_transfer
+    motion_block: int = 14            # DiT block whose self-attention Q/K give the motion (15th of 30)
+    temporal_span: int = 5            # frame offsets 1..span (paper s_f)
+    window: int = 21                  # local window side in tokens (paper l)
+    tile: tuple[int, int] = (3, 4)    # tile (rows, cols) sharing one window
+    tau: float = 1.0                  # attention temperature
+    lambda_amf: float = 5.0
+    lambda_window: float = 1.0
+    alpha: float = 0.2                # offset weights decay 1.0 -> 1 - alpha
+    inner_steps: int = 10             # J, optimizer steps per guided step
+    interval: int = 3                 # recompute the gradient every `interval` inner steps
+    lr_start: float = 0.003
+    lr_end: float = 0.002
+    guidance_fraction: float = 0.2    # guided share of the outer steps
+    reference_noise: str = "renoise"  # renoise: reference re-noised per guided step (released code); clean: once
+    reference_seed: int = 0           # seed of the fixed reference noise
+
+    def __post_init__(self):
+        object.__setattr__(self, "tile", tuple(int(t) for t in self.tile))
+        _choice("mode", self.mode, MODES)
+        _choice("reference_noise", self.reference_noise, REFERENCE_NOISE_MODES)
+        _int_range("motion_block", self.motion_block, 0, 10_000)
+        _int_range("temporal_span", self.temporal_span, 1, 64)
+        _int_range("window", self.window, 1, 512)
+        if len(self.tile) != 2:
+            raise ValueError(f"tile must be (rows, cols), got {self.tile!r}")
+        _int_range("tile rows", self.tile[0], 1, 64)
+        _int_range("tile cols", self.tile[1], 1, 64)
+        _float_range("tau", self.tau, 1e-3, 100.0)
+        _float_range("lambda_amf", self.lambda_amf, 0.0, 1e4)
+        _float_range("lambda_window", self.lambda_window, 0.0, 1e4)
+        _float_range("alpha", self.alpha, 0.0, 1.0)
+        _int_range("inner_steps", self.inner_steps, 0, 1000)
+        _int_range("interval", self.interval, 1, 1000)
+        _float_range("lr_start", self.lr_start, 0.0, 1.0)
+        _float_range("lr_end", self.lr_end, 0.0, 1.0)
+        _float_range("guidance_fraction", self.guidance_fraction, 0.0, 1.0)
+        _int_range("reference_seed", self.reference_seed, 0, 2**64 - 1)
+        if self.lambda_amf == 0 and self.lambda_window == 0 and self.mode != "No_transfer":
+            raise ValueError("lambda_amf and lambda_window are both 0: nothing to optimise; "
+                             "set one above 0 or use mode 'No_transfer'")
+
+    @property
+    def guided(self) -> bool:
+        return self.mode != "No_transfer" and self.inner_steps > 0 and self.guidance_fraction > 0
+
+    @property
+    def effective_interval(self) -> int:
+        """'AMF' is the full method: every inner step recomputes the gradient."""
+        return 1 if self.mode == "AMF" else self.interval
+
+    def replace(self, **changes) -> "FastVMTSettings":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["tile"] = list(self.tile)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FastVMTSettings":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown FastVMT setting(s): {', '.join(unknown)}")
+        return cls(**data)
+
+
+def _choice(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _int_range(name, value, lo, hi):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer in [{lo}, {hi}]; got {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}]; got {value}")
+
+
+def _float_range(name, value, lo, hi):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number in [{lo}, {hi}]; got {value!r}")
+    if not (lo <= float(value) <= hi):
+        raise ValueError(f"{name} must be in [{lo}, {hi}]; got {value}")

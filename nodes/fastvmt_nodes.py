@@ -1,0 +1,355 @@
+"""The FastVMT nodes: thin adapters that validate inputs, call the core through
+``wan_guidance`` and report what they did."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+from comfy_api.latest import io, ui
+
+import comfy.samplers
+import comfy.utils
+import folder_paths
+import nodes as comfy_nodes
+
+from ..fastvmt_core import FastVMTSettings
+from .motion import MotionReference, load_motion, save_motion
+from .wan_guidance import apply_fastvmt, check_block_index, check_motion_matches, resolve_settings, wan_geometry
+
+log = logging.getLogger("FastVMT")
+
+CATEGORY = "FastVMT"
+Motion = io.Custom("FASTVMT_MOTION")
+Settings = io.Custom("FASTVMT_SETTINGS")
+DEFAULTS = FastVMTSettings()
+MOTION_SUBFOLDER = "fastvmt"
+
+
+def _settings_or_error(**fields) -> FastVMTSettings:
+    try:
+        return DEFAULTS.replace(**fields)
+    except ValueError as exc:
+        raise ValueError(f"FastVMT settings: {exc}") from None
+
+
+def _check_finite(tensor: torch.Tensor, name: str):
+    if not torch.isfinite(tensor).all():
+        raise ValueError(f"{name}: contains NaN or infinite values; check the node that produced it")
+
+
+def _prepare_frames(images: torch.Tensor, width: int, height: int, length: int):
+    """Cut to a 4k+1 frame count and resize + centre-crop to width x height; report the choices."""
+    n, h0, w0 = images.shape[0], images.shape[1], images.shape[2]
+    use = min(length, n)
+    use = (use - 1) // 4 * 4 + 1  # Wan's VAE packs frames as 1 + 4k
+    frames = images[:use, :, :, :3]
+    notes = [f"reference: {n} frames of {w0}x{h0}"]
+    if use < n:
+        notes.append(f"used the first {use} (length {length}, rounded to 4k+1)")
+    elif use < length:
+        notes.append(f"only {n} frames available: used {use} (4k+1) instead of {length}")
+    if (w0, h0) != (width, height):
+        frames = comfy.utils.common_upscale(frames.movedim(-1, 1), width, height, "bilinear", "center").movedim(1, -1)
+        notes.append(f"resized and centre-cropped to {width}x{height}")
+    return frames, ", ".join(notes)
+
+
+class ExtractMotion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FastVMTExtractMotion",
+            display_name="Extract Motion (Sliding Window)",
+            category=CATEGORY,
+            description="Prepares a reference clip for FastVMT motion transfer: encodes it (or takes an encoded "
+                        "latent) and records how its motion flow is read from the Wan DiT. The flow itself is "
+                        "computed inside the sampler, at each guided step.",
+            inputs=[
+                io.Model.Input("model", tooltip="The Wan model you will sample with (from 'Load Diffusion Model'). "
+                               "Used to check the motion block and latent channels."),
+                io.Image.Input("images", optional=True, tooltip="Reference video frames (e.g. from Load Video -> "
+                               "Get Video Components). Needs 'vae'. Leave empty when 'latent' is connected."),
+                io.Vae.Input("vae", optional=True, tooltip="The Wan VAE (wan_2.1_vae.safetensors) that encodes "
+                             "'images'."),
+                io.Latent.Input("latent", optional=True, tooltip="An already encoded reference latent, instead of "
+                                "images + vae. Its size must match the latent you generate."),
+                io.Conditioning.Input("conditioning", optional=True, tooltip="Conditioning for the reference pass. "
+                                      "The paper uses the empty prompt (connect a CLIP Text Encode with empty "
+                                      "text). When not connected, the generation's positive prompt is used."),
+                io.Int.Input("width", default=832, min=16, max=comfy_nodes.MAX_RESOLUTION, step=16,
+                             tooltip="Width the reference frames are resized and centre-cropped to. Must equal "
+                                     "the generated video's width. Default 832 (Wan 2.1 480p)."),
+                io.Int.Input("height", default=480, min=16, max=comfy_nodes.MAX_RESOLUTION, step=16,
+                             tooltip="Height of the reference frames after resize + centre crop; must equal the "
+                                     "generated video's height. Default 480."),
+                io.Int.Input("length", default=81, min=1, max=comfy_nodes.MAX_RESOLUTION, step=4,
+                             tooltip="Frames taken from the reference (rounded down to 4k+1, fewer if the clip "
+                                     "is shorter). Must equal the generated length. Default 81."),
+                io.Int.Input("motion_block", default=DEFAULTS.motion_block, min=0, max=99,
+                             tooltip="DiT block whose self-attention queries/keys carry the motion. Default 14 "
+                                     "(the 15th of 30 in Wan 2.1 1.3B, best in the paper's ablation)."),
+                io.Int.Input("temporal_span", default=DEFAULTS.temporal_span, min=1, max=64,
+                             tooltip="Frame offsets compared: each latent frame against the next 'span' frames "
+                                     "(paper s_f = 5). Cost grows linearly with it."),
+                io.Int.Input("window", default=DEFAULTS.window, min=1, max=255,
+                             tooltip="Side of the local search window in tokens (paper l = 21). Larger follows "
+                                     "faster motion at more cost."),
+                io.Int.Input("tile_rows", default=DEFAULTS.tile[0], min=1, max=64,
+                             tooltip="Tokens per tile vertically; a tile shares one window (paper: 3)."),
+                io.Int.Input("tile_cols", default=DEFAULTS.tile[1], min=1, max=64,
+                             tooltip="Tokens per tile horizontally (paper: 4)."),
+                io.Float.Input("tau", default=DEFAULTS.tau, min=0.001, max=100.0, step=0.01,
+                               tooltip="Attention temperature of the motion flow; lower is sharper. Default 1.0."),
+            ],
+            outputs=[Motion.Output("motion", tooltip="Reference motion for FastVMT Guidance Sampler, Apply "
+                                   "FastVMT Motion or Save Motion.")],
+        )
+
+    @classmethod
+    def execute(cls, model, width, height, length, motion_block, temporal_span, window, tile_rows, tile_cols, tau,
+                images=None, vae=None, latent=None, conditioning=None) -> io.NodeOutput:
+        geometry = wan_geometry(model)
+        settings = _settings_or_error(motion_block=motion_block, temporal_span=temporal_span, window=window,
+                                      tile=(tile_rows, tile_cols), tau=tau)
+        check_block_index(geometry, motion_block)
+        if latent is not None and images is not None:
+            raise ValueError("images / latent: connect either reference images (with vae) or an encoded latent, "
+                             "not both")
+        if latent is not None:
+            samples = latent["samples"]
+            if samples.ndim != 5 or samples.shape[0] < 1 or samples.shape[2] < 1:
+                raise ValueError(f"latent: expected a video latent [batch, channels, frames, height, width], got "
+                                 f"shape {tuple(samples.shape)}")
+            _check_finite(samples, "latent")
+            ref = samples[:1].float().cpu()
+            source = f"reference: encoded latent {tuple(ref.shape)}"
+        elif images is not None:
+            if vae is None:
+                raise ValueError("vae: connect the Wan VAE to encode 'images', or connect an encoded 'latent'")
+            if images.ndim != 4 or images.shape[0] == 0:
+                raise ValueError(f"images: the reference has no frames (shape {tuple(images.shape)})")
+            if (length - 1) % 4:
+                raise ValueError(f"length: {length} is not 4k+1 (1, 5, ..., 81); Wan encodes 1 + 4k frames")
+            _check_finite(images, "images")
+            frames, source = _prepare_frames(images, width, height, length)
+            ref = vae.encode(frames).float().cpu()
+            _check_finite(ref, "vae output")
+        else:
+            raise ValueError("images / latent: connect the reference video frames (with vae) or an encoded latent")
+        if ref.shape[1] != geometry.latent_channels:
+            raise ValueError(f"latent: the reference latent has {ref.shape[1]} channels but this model uses "
+                             f"{geometry.latent_channels}; use the VAE that matches the model "
+                             "(Wan 2.1 VAE: 16 channels, Wan 2.2 VAE: 48)")
+        motion = MotionReference(latent=ref, settings=settings, conditioning=conditioning,
+                                 geometry=geometry.to_dict(), source=source)
+        text = motion.summary()
+        log.info("%s", text)
+        return io.NodeOutput(motion, ui=ui.PreviewText(text))
+
+
+class StepSkipSettings(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        d = DEFAULTS
+        return io.Schema(
+            node_id="FastVMTStepSkipSettings",
+            display_name="Step-Skip Settings",
+            category=CATEGORY,
+            description="Guidance settings for FastVMT. Optional: the sampler uses these defaults (the paper's) "
+                        "when this node is not connected.",
+            inputs=[
+                io.Combo.Input("mode", options=["effi_AMF", "AMF", "No_transfer"], default=d.mode,
+                               tooltip="effi_AMF: FastVMT (sliding-window flow, gradient reuse). AMF: full "
+                                       "global flow over all frame pairs, gradient every inner step (the "
+                                       "DiTFlow way, slow). No_transfer: plain sampling."),
+                io.Int.Input("interval", default=d.interval, min=1, max=100,
+                             tooltip="Skip interval: recompute the motion loss gradient every N inner steps "
+                                     "and reuse it in between (paper Delta = 3; 1 = no skipping)."),
+                io.Int.Input("inner_steps", default=d.inner_steps, min=0, max=200,
+                             tooltip="Optimizer steps on the latent per guided denoising step (paper J = 10)."),
+                io.Float.Input("lr_start", default=d.lr_start, min=0.0, max=1.0, step=0.0001,
+                               tooltip="AdamW learning rate at the first inner step (paper 0.003), decaying "
+                                       "linearly to lr_end."),
+                io.Float.Input("lr_end", default=d.lr_end, min=0.0, max=1.0, step=0.0001,
+                               tooltip="AdamW learning rate at the last inner step (paper 0.002)."),
+                io.Float.Input("guided_fraction", default=d.guidance_fraction, min=0.0, max=1.0, step=0.01,
+                               tooltip="Share of the denoising steps that are guided, from the start (paper 0.2: "
+                                       "the first 10 of 50)."),
+                io.Float.Input("lambda_amf", default=d.lambda_amf, min=0.0, max=1000.0, step=0.1,
+                               tooltip="Weight of the motion-flow loss (paper lambda_AMF = 5)."),
+                io.Float.Input("lambda_window", default=d.lambda_window, min=0.0, max=1000.0, step=0.1,
+                               tooltip="Weight of the correspondence-window loss (paper lambda_window = 1)."),
+                io.Combo.Input("reference_noise", options=["renoise", "clean"], default=d.reference_noise,
+                               tooltip="renoise: the clean reference is re-noised to each guided step's noise "
+                                       "level with a fixed seed (the released code). clean: its motion is read "
+                                       "once from the clean latent (one reference pass per run)."),
+                io.Int.Input("reference_seed", default=d.reference_seed, min=0, max=0xffffffffffffffff,
+                             tooltip="Seed of the fixed noise used to re-noise the reference."),
+            ],
+            outputs=[Settings.Output("settings")],
+        )
+
+    @classmethod
+    def execute(cls, mode, interval, inner_steps, lr_start, lr_end, guided_fraction, lambda_amf, lambda_window,
+                reference_noise, reference_seed) -> io.NodeOutput:
+        return io.NodeOutput(_settings_or_error(
+            mode=mode, interval=interval, inner_steps=inner_steps, lr_start=lr_start, lr_end=lr_end,
+            guidance_fraction=guided_fraction, lambda_amf=lambda_amf, lambda_window=lambda_window,
+            reference_noise=reference_noise, reference_seed=reference_seed))
+
+
+def _motion_inputs():
+    return [
+        Motion.Input("motion", tooltip="From Extract Motion (Sliding Window) or Load Motion."),
+        Settings.Input("settings", optional=True, tooltip="From Step-Skip Settings; the paper's defaults when "
+                       "not connected (effi_AMF, interval 3, 10 inner steps, first 20% of steps guided)."),
+    ]
+
+
+class ApplyMotion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FastVMTApplyMotion",
+            display_name="Apply FastVMT Motion",
+            category=CATEGORY,
+            description="Returns a copy of the model whose sampling transfers the reference motion, for the stock "
+                        "KSampler, KSamplerAdvanced and SamplerCustomAdvanced. The input model is not changed.",
+            inputs=[io.Model.Input("model", tooltip="The Wan model to guide.")] + _motion_inputs(),
+            outputs=[io.Model.Output("patched_model", display_name="model", tooltip="The model with FastVMT guidance attached.")],
+        )
+
+    @classmethod
+    def execute(cls, model, motion, settings=None) -> io.NodeOutput:
+        patched, _ = apply_fastvmt(model, motion, settings)
+        return io.NodeOutput(patched)
+
+
+class GuidanceSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FastVMTGuidanceSampler",
+            display_name="FastVMT Guidance Sampler",
+            category=CATEGORY,
+            description="A KSampler that transfers the reference motion: during the first guided steps it "
+                        "optimises the latent so its attention motion flow matches the reference, then denoises "
+                        "as usual. With mode No_transfer it is the stock KSampler.",
+            inputs=[
+                io.Model.Input("model", tooltip="The Wan model (the same one given to Extract Motion)."),
+                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
+                             tooltip="Seed of the initial noise."),
+                io.Int.Input("steps", default=50, min=1, max=10000,
+                             tooltip="Denoising steps (paper: 50). The first 'guided_fraction' of them are guided."),
+                io.Float.Input("cfg", default=6.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Classifier-free guidance scale of the denoising steps (guidance passes use "
+                                       "the positive prompt only, as in the paper)."),
+                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler",
+                               tooltip="Sampler. The paper uses flow-matching Euler; any k-diffusion sampler works "
+                                       "(multistep ones restart their history after each guided step)."),
+                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="simple",
+                               tooltip="Noise schedule. 'simple' follows the model's shifted flow schedule."),
+                io.Conditioning.Input("positive", tooltip="The new prompt."),
+                io.Conditioning.Input("negative", tooltip="The negative prompt."),
+                io.Latent.Input("latent_image", tooltip="The latent to denoise (an empty Wan video latent of the "
+                                "reference's size, or the encoded reference for video-to-video with denoise < 1)."),
+                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Denoising strength; the released example uses 0.75 on the encoded "
+                                       "reference."),
+            ] + _motion_inputs(),
+            outputs=[io.Latent.Output("LATENT")],
+        )
+
+    @classmethod
+    def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise,
+                motion, settings=None) -> io.NodeOutput:
+        resolved = resolve_settings(motion, settings)
+        if resolved.guided:  # fail before sampling starts, naming both inputs
+            check_motion_matches(motion, wan_geometry(model), latent_image["samples"].shape, "motion / latent_image")
+        report = {}
+        patched, _ = apply_fastvmt(model, motion, settings, report=report)
+        (out,) = comfy_nodes.common_ksampler(patched, seed, steps, cfg, sampler_name, scheduler, positive, negative,
+                                             latent_image, denoise=denoise)
+        text = report.get("text", f"FastVMT {resolved.mode}: no guided steps; plain sampling")
+        return io.NodeOutput(out, ui=ui.PreviewText(text))
+
+
+class SaveMotion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FastVMTSaveMotion",
+            display_name="Save Motion",
+            category=CATEGORY,
+            description="Saves a motion as .safetensors in ComfyUI's output folder, so it is extracted once and "
+                        "reused or shared (copy it into the input folder to load it).",
+            inputs=[
+                Motion.Input("motion", tooltip="The motion to save."),
+                io.String.Input("filename_prefix", default=f"{MOTION_SUBFOLDER}/motion",
+                                tooltip="File name prefix under the output folder; a counter is appended."),
+            ],
+            outputs=[],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, motion, filename_prefix) -> io.NodeOutput:
+        out_dir = folder_paths.get_output_directory()
+        full_dir, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, out_dir)
+        os.makedirs(full_dir, exist_ok=True)
+        filename = f"{name}_{counter:05}_.safetensors"
+        path = os.path.join(full_dir, filename)
+        save_motion(motion, path)
+        log.info("FastVMT: saved motion to %s", path)
+        return io.NodeOutput(ui={"fastvmt_motion": [{"filename": filename, "subfolder": subfolder, "type": "output"}],
+                                 "text": [f"saved {os.path.join(subfolder, filename)}"]})
+
+
+def _motion_files() -> list[str]:
+    root = folder_paths.get_input_directory()
+    found = []
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            if f.endswith(".safetensors"):
+                found.append(os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/"))
+    return sorted(found)
+
+
+class LoadMotion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FastVMTLoadMotion",
+            display_name="Load Motion",
+            category=CATEGORY,
+            description="Loads a motion saved by Save Motion from ComfyUI's input folder.",
+            inputs=[io.Combo.Input("motion_file", options=_motion_files(),
+                                   tooltip="A .safetensors motion file in the input folder (copy it there from "
+                                           "output/fastvmt).")],
+            outputs=[Motion.Output("motion")],
+        )
+
+    @classmethod
+    def execute(cls, motion_file) -> io.NodeOutput:
+        path = folder_paths.get_annotated_filepath(motion_file)
+        if not os.path.isfile(path):
+            raise ValueError(f"motion_file: {motion_file!r} is not in the input folder")
+        motion = load_motion(path)
+        text = motion.summary()
+        return io.NodeOutput(motion, ui=ui.PreviewText(text))
+
+    @classmethod
+    def fingerprint_inputs(cls, motion_file):
+        path = folder_paths.get_annotated_filepath(motion_file)
+        return os.path.getmtime(path) if os.path.isfile(path) else ""
+
+    @classmethod
+    def validate_inputs(cls, motion_file):
+        if not folder_paths.exists_annotated_filepath(motion_file):
+            return f"motion_file: {motion_file!r} is not in the input folder"
+        return True
+
+
+NODE_LIST = [ExtractMotion, StepSkipSettings, GuidanceSampler, ApplyMotion, SaveMotion, LoadMotion]

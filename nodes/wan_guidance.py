@@ -1,0 +1,506 @@
+"""FastVMT inside ComfyUI's Wan sampling: the one place that knows ComfyUI internals.
+
+* Q/K capture with early exit. A guidance pass runs the real model call
+  (``comfy.samplers.calc_cond_batch``, exactly as the sampler does) with
+  ``patches_replace["dit"][("double_block", i)]`` entries added to a *per-call copy*
+  of the model options: blocks before the motion block run as usual, the motion
+  block computes its head-averaged self-attention queries/keys and raises
+  ``_MotionBlockReached``; no later block and no head is evaluated.
+* Backward under ComfyUI's ``torch.inference_mode()``. Weights loaded by a node are
+  inference tensors, which autograd refuses to save. Each block in a gradient pass
+  runs under a per-block checkpoint with its parameters swapped for clones
+  (``torch.func.functional_call``), so at most one block's cloned weights exist at a
+  time: memory stays about one model.
+* Sampling. ``fastvmt_sampler_wrapper`` is a ``SAMPLER_SAMPLE`` wrapper on a cloned
+  ModelPatcher. It replaces the k-diffusion sampler function by
+  ``guided_sampling`` (a plain function over tensors) for this run only: before each
+  of the first guided steps the latent is optimised with
+  ``fastvmt_core.optimize_latent``, then the stock sampler takes one step from it.
+  The stock KSampler, KSamplerAdvanced, SamplerCustomAdvanced and our Guidance
+  Sampler node all go through it.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+import comfy.ldm.wan.model as wan_model
+import comfy.model_management
+import comfy.model_patcher
+import comfy.patcher_extension
+import comfy.sampler_helpers
+import comfy.samplers
+from comfy.ldm.flux.math import apply_rope1
+
+from ..fastvmt_core import (FastVMTSettings, global_amf, guided_step_count, optimize_latent,
+                            sliding_window_amf, total_loss)
+from .motion import MotionReference
+
+log = logging.getLogger("FastVMT")
+
+WRAPPER_KEY = "fastvmt"
+
+
+# ---- model geometry -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WanGeometry:
+    model_class: str
+    num_blocks: int
+    dim: int
+    num_heads: int
+    head_dim: int
+    latent_channels: int
+    patch_size: tuple[int, int, int]
+
+    def to_dict(self) -> dict:
+        return {"model_class": self.model_class, "num_blocks": self.num_blocks, "dim": self.dim,
+                "num_heads": self.num_heads, "latent_channels": self.latent_channels}
+
+
+def wan_geometry(model_patcher, input_name: str = "model") -> WanGeometry:
+    """Read the DiT's geometry from the loaded model; a clear error if it is not a Wan DiT."""
+    base = getattr(model_patcher, "model", None)
+    dm = getattr(base, "diffusion_model", None)
+    if not isinstance(dm, wan_model.WanModel):
+        got = type(dm).__name__ if dm is not None else type(model_patcher).__name__
+        raise ValueError(f"{input_name}: FastVMT needs a Wan video DiT (Wan 2.1 / 2.2, loaded with 'Load Diffusion "
+                         f"Model'); this model is a {got}. Connect a Wan model.")
+    channels = base.latent_format.latent_channels
+    return WanGeometry(type(dm).__name__, len(dm.blocks), dm.dim, dm.num_heads, dm.dim // dm.num_heads,
+                       channels, tuple(dm.patch_size))
+
+
+def check_block_index(geometry: WanGeometry, block: int, input_name: str = "motion_block") -> None:
+    if not 0 <= block < geometry.num_blocks:
+        raise ValueError(f"{input_name}: block index {block} is out of range; this Wan model has "
+                         f"{geometry.num_blocks} blocks (valid 0..{geometry.num_blocks - 1}; the paper uses 14 of 30, "
+                         f"about the middle).")
+
+
+def token_grid(latent_shape, patch_size) -> tuple[int, int, int]:
+    _, _, f, h, w = latent_shape
+    pt, ph, pw = patch_size
+    return -(-f // pt), -(-h // ph), -(-w // pw)
+
+
+# ---- Q/K capture with early exit ------------------------------------------------------
+
+class _MotionBlockReached(Exception):
+    """Ends a guidance pass at the motion block, carrying its head-averaged Q/K."""
+
+    def __init__(self, q, k):
+        super().__init__("FastVMT motion block reached")
+        self.q, self.k = q, k
+
+
+@dataclass
+class PassCounter:
+    """Counts DiT blocks evaluated in guidance passes (the motion block included)."""
+    blocks: int = 0
+    passes: int = 0
+
+
+class _CallWith(torch.nn.Module):
+    """Lets ``functional_call`` swap a module's parameters around an arbitrary call."""
+
+    def __init__(self, module, fn):
+        super().__init__()
+        self.module = module
+        self.fn = fn
+
+    def forward(self, *args, **kwargs):
+        return self.fn(self.module, *args, **kwargs)
+
+
+def _call_with_params(module, fn, *args, clone=(), skip=(), **kwargs):
+    """Call ``fn(module, ...)`` with its parameters detached (no autograd for weights)
+    and those whose name starts with a ``clone`` prefix cloned: clones made outside
+    inference mode are ordinary tensors that autograd may save. Names starting with
+    a ``skip`` prefix are left alone."""
+    params = {"module." + n: (p.detach().clone() if n.startswith(clone) else p.detach())
+              for n, p in module.named_parameters() if not (skip and n.startswith(skip))}
+    return torch.func.functional_call(_CallWith(module, fn), params, args, kwargs)
+
+
+# Parameters outside the blocks that lie on the latent's gradient path.
+_OUTSIDE_BLOCKS_ON_X_PATH = ("patch_embedding.", "head.")
+# What the motion block needs for its queries/keys (mirrors _block_qk).
+_QK_PARAMS = ("modulation", "norm1.", "self_attn.q.", "self_attn.k.", "self_attn.norm_q.", "self_attn.norm_k.")
+
+
+def _diffusion_model_wrapper(executor, *args, state: dict, **kwargs):
+    """In gradient passes, run the DiT with detached weights and cloned embedding/head
+    parameters (see module doc); blocks clone their own parameters, one at a time.
+    Also records what forward_orig passes to every block besides the patch args."""
+    x = args[0]
+    clip_fea = args[3] if len(args) > 3 else kwargs.get("clip_fea")
+    state["context_img_len"] = clip_fea.shape[-2] if clip_fea is not None else None
+    if not _wants_grad(x):
+        return executor(*args, **kwargs)
+    return _call_with_params(executor.class_obj, lambda _m, *a, **kw: executor(*a, **kw), *args,
+                             clone=_OUTSIDE_BLOCKS_ON_X_PATH, skip=("blocks.",), **kwargs)
+
+
+def _wants_grad(x) -> bool:
+    return torch.is_grad_enabled() and x.requires_grad
+
+
+def _block_qk(block, x, e0, freqs):
+    """The motion block's self-attention queries/keys after projection, RMSNorm and RoPE,
+    averaged over heads per token: [B, S, head_dim]. Mirrors WanAttentionBlock.forward."""
+    mod = comfy.model_management.cast_to(block.modulation, dtype=x.dtype, device=x.device)
+    e = (mod + e0).chunk(6, dim=1) if e0.ndim < 4 else (mod.unsqueeze(0) + e0).unbind(2)
+    y = torch.addcmul(wan_model.repeat_e(e[0], x), block.norm1(x), 1 + wan_model.repeat_e(e[1], x))
+    attn = block.self_attn
+    b, s = y.shape[:2]
+    q = apply_rope1(attn.norm_q(attn.q(y)).view(b, s, attn.num_heads, attn.head_dim), freqs)
+    k = apply_rope1(attn.norm_k(attn.k(y)).view(b, s, attn.num_heads, attn.head_dim), freqs)
+    return q.float().mean(dim=2), k.float().mean(dim=2)
+
+
+def _run_block(block, args, state, img):
+    """The block's forward with the arguments forward_orig would give it. Called
+    directly, not through ``original_block``: ComfyUI's closure looks up the loop's
+    current block when called, which is a later block by the time checkpoint recomputes."""
+    return block(img, context=args["txt"], e=args["vec"], freqs=args["pe"],
+                 context_img_len=state.get("context_img_len"), transformer_options=args.get("transformer_options", {}))
+
+
+def _checkpointed_block(block, args, state):
+    """A block in a gradient pass: per-block checkpoint, parameters cloned inside."""
+    def run(img):
+        return _call_with_params(block, lambda b, i: _run_block(b, args, state, i), img, clone=("",))
+    return checkpoint(run, args["img"], use_reentrant=False)
+
+
+def _pass_through_patch(block, counter: PassCounter, state: dict):
+    def patch(args, extra):
+        counter.blocks += 1
+        if not _wants_grad(args["img"]):
+            return extra["original_block"](args)
+        return {"img": _checkpointed_block(block, args, state)}
+    return patch
+
+
+def _capture_patch(block, counter: PassCounter):
+    def patch(args, extra):
+        counter.blocks += 1
+        x = args["img"]
+        if _wants_grad(x):
+            q, k = _call_with_params(block, _block_qk, x, args["vec"], args["pe"], clone=_QK_PARAMS)
+        else:
+            q, k = _block_qk(block, x, args["vec"], args["pe"])
+        raise _MotionBlockReached(q, k)
+    return patch
+
+
+def capture_qk(base_model, conds, x, sigma, model_options, block_index: int, counter: PassCounter,
+               exit_block: int | None = None):
+    """Run the model as the sampler does, stopping at ``block_index``; returns q, k [B, F, H, W, D].
+
+    ``exit_block`` (benchmarks only) keeps evaluating blocks up to that index before
+    stopping, to measure the cost of the released code's truncation; ``-1`` runs the
+    whole DiT and head.
+    """
+    dm = base_model.diffusion_model
+    opts = comfy.model_patcher.create_model_options_clone(model_options)
+    captured, state = {}, {}
+    stop_at = block_index if exit_block is None else exit_block
+    last = len(dm.blocks) - 1 if stop_at < 0 else stop_at
+    for i in range(last + 1):
+        if i == block_index:
+            patch = _capture_patch(dm.blocks[i], counter)
+            if last > block_index or stop_at < 0:
+                patch = _record_and_continue(dm.blocks[i], counter, captured, state)
+        elif i > block_index and i == last and stop_at >= 0:
+            patch = _stop_patch(counter, captured)
+        else:
+            patch = _pass_through_patch(dm.blocks[i], counter, state)
+        opts = comfy.model_patcher.set_model_options_patch_replace(opts, patch, "dit", "double_block", i)
+    comfy.patcher_extension.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY,
+                                                 functools.partial(_diffusion_model_wrapper, state=state),
+                                                 opts["transformer_options"])
+    counter.passes += 1
+    sigma_batch = sigma.reshape(1).to(x.device).expand(x.shape[0])
+    try:
+        comfy.samplers.calc_cond_batch(base_model, [conds], x, sigma_batch, opts)
+    except _MotionBlockReached as hit:
+        q, k = hit.q, hit.k
+    else:
+        if "qk" not in captured:
+            raise RuntimeError(f"FastVMT: the Wan model finished without reaching block {block_index}; "
+                               "another node may have replaced its blocks")
+        q, k = captured["qk"]
+    f, h, w = token_grid(x.shape, dm.patch_size)
+    n = f * h * w
+    # Variants that prepend reference tokens (ref_conv) keep the video tokens last.
+    q, k = (q[:, -n:], k[:, -n:]) if getattr(dm, "ref_conv", None) is not None else (q[:, :n], k[:, :n])
+    return q.reshape(-1, f, h, w, q.shape[-1]), k.reshape(-1, f, h, w, k.shape[-1])
+
+
+def _record_and_continue(block, counter, captured, state):
+    def patch(args, extra):
+        counter.blocks += 1
+        x = args["img"]
+        if not _wants_grad(x):
+            captured["qk"] = _block_qk(block, x, args["vec"], args["pe"])
+            return extra["original_block"](args)
+        captured["qk"] = _call_with_params(block, _block_qk, x, args["vec"], args["pe"], clone=_QK_PARAMS)
+        return {"img": _checkpointed_block(block, args, state)}
+    return patch
+
+
+def _stop_patch(counter, captured):
+    def patch(args, extra):
+        counter.blocks += 1
+        with torch.no_grad():  # evaluated for its cost only: the output is discarded
+            extra["original_block"](args)
+        raise _MotionBlockReached(*captured["qk"])
+    return patch
+
+
+# ---- one guided outer step ------------------------------------------------------------
+
+@dataclass
+class GuidanceContext:
+    """Everything a guided step needs, built once per sampling run."""
+    base_model: object
+    model_options: dict
+    gen_conds: list
+    ref_conds: list
+    ref_latent: torch.Tensor          # processed (model space) clean reference latent
+    ref_noise: torch.Tensor           # fixed-seed noise for re-noising the reference
+    settings: FastVMTSettings
+    counter: PassCounter = field(default_factory=PassCounter)
+    progress: object = None           # callable(inner_step_done) -> None
+    exit_block: int | None = None     # benchmark knob, see capture_qk
+    ref_flow_cache: object = None
+    step_log: list = field(default_factory=list)
+
+
+def _flow(settings: FastVMTSettings, q, k):
+    if settings.mode == "AMF":
+        return global_amf(q, k, temporal_span=None, tau=settings.tau)
+    return sliding_window_amf(q, k, temporal_span=settings.temporal_span, window=settings.window,
+                              tile=settings.tile, tau=settings.tau)
+
+
+def reference_flows(ctx: GuidanceContext, sigma):
+    """Motion flow of the reference at this step (re-noised), or once from the clean latent."""
+    s = ctx.settings
+    if s.reference_noise == "clean":
+        if ctx.ref_flow_cache is None:
+            ctx.ref_flow_cache = _reference_flow_at(ctx, ctx.base_model.model_sampling.sigma_min)
+        return ctx.ref_flow_cache
+    return _reference_flow_at(ctx, sigma)
+
+
+def _reference_flow_at(ctx, sigma):
+    ms = ctx.base_model.model_sampling
+    sigma = torch.as_tensor(sigma, dtype=torch.float32).reshape(1).to(ctx.ref_latent.device)
+    x_ref = ms.noise_scaling(sigma, ctx.ref_noise, ctx.ref_latent, max_denoise=False)
+    with torch.no_grad():
+        q, k = capture_qk(ctx.base_model, ctx.ref_conds, x_ref, sigma, ctx.model_options, ctx.settings.motion_block,
+                          ctx.counter, ctx.exit_block)
+        return [_flow(ctx.settings, q[0], k[0]).detach()]
+
+
+def guide_latent(ctx: GuidanceContext, x: torch.Tensor, sigma, step_index: int) -> torch.Tensor:
+    """Optimise the latent at one guided outer step; returns the new latent (same dtype)."""
+    s = ctx.settings
+    start = time.perf_counter()
+    with torch.inference_mode(False):
+        ref = reference_flows(ctx, sigma)[0]
+        sigma_t = torch.as_tensor(sigma).reshape(1)
+
+        def loss_fn(xv):
+            q, k = capture_qk(ctx.base_model, ctx.gen_conds, xv, sigma_t, ctx.model_options, s.motion_block,
+                              ctx.counter, ctx.exit_block)
+            losses, parts = [], {"amf": 0.0, "window": 0.0}
+            for b in range(q.shape[0]):  # batch of latents: one flow each, same reference
+                loss, p = total_loss(ref, _flow(s, q[b], k[b]), lambda_amf=s.lambda_amf,
+                                     lambda_window=s.lambda_window, alpha=s.alpha)
+                losses.append(loss)
+                parts = {key: parts[key] + p[key] for key in parts}
+            return torch.stack(losses).sum(), parts
+
+        def on_step(j, stats):
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            if ctx.progress is not None:
+                ctx.progress(step_index, j, x)
+
+        x_opt, stats = optimize_latent(x.detach().clone(), loss_fn, steps=s.inner_steps,
+                                       interval=s.effective_interval, lr_start=s.lr_start, lr_end=s.lr_end,
+                                       on_step=on_step)
+        del ref
+    ctx.step_log.append({"step": step_index, "sigma": float(sigma), "losses": stats.losses,
+                         "gradient_evaluations": stats.gradient_evaluations, "stopped": stats.stop_reason,
+                         "seconds": time.perf_counter() - start})
+    if stats.stopped_early:
+        log.warning("FastVMT: guided step %d stopped early (%s); kept the last finite latent",
+                    step_index, stats.stop_reason)
+    return x_opt.to(dtype=x.dtype)
+
+
+# ---- the sampler function and the wrapper ---------------------------------------------
+
+def guided_sampling(model, x, sigmas, extra_args=None, callback=None, disable=None, *, inner, guide,
+                    n_guided: int, **options):
+    """k-diffusion-style sampler: guide, then one stock step, for each of the first
+    ``n_guided`` steps; then the stock sampler over the remaining sigmas.
+
+    Multistep samplers restart their history after each modified latent (and once
+    more when the unguided remainder starts).
+    """
+    def shifted(offset):
+        if callback is None:
+            return None
+        return lambda d: callback({**d, "i": d["i"] + offset})
+
+    for k in range(n_guided):
+        x = guide(x, sigmas[k], k)
+        x = inner(model, x, sigmas[k:k + 2], extra_args=extra_args, callback=shifted(k), disable=True, **options)
+    if n_guided < len(sigmas) - 1:
+        x = inner(model, x, sigmas[n_guided:], extra_args=extra_args, callback=shifted(n_guided), disable=disable,
+                  **options)
+    return x
+
+
+class _Progress:
+    """One progress bar for outer and inner steps: ComfyUI's callback sees a larger total."""
+
+    def __init__(self, callback, n_steps, n_guided, inner_steps):
+        self.callback, self.n_guided, self.inner = callback, n_guided, inner_steps
+        self.total = n_steps + n_guided * inner_steps
+        self.last_x0 = None
+
+    def _position(self, outer_step):
+        return outer_step + self.inner * min(outer_step + 1, self.n_guided)
+
+    def outer(self, step, x0, x, total_steps):
+        self.last_x0 = x0
+        if self.callback is not None:
+            self.callback(self._position(step), x0, x, self.total)
+
+    def inner_step(self, outer_step, j, x):
+        if self.callback is not None:
+            # Preview the last denoised estimate; before the first outer step there is only x.
+            x0 = self.last_x0 if self.last_x0 is not None else x
+            self.callback(outer_step * (self.inner + 1) + j, x0, x, self.total)
+
+
+def resolve_settings(motion: MotionReference, settings: FastVMTSettings | None) -> FastVMTSettings:
+    """Extraction knobs come from the motion, guidance knobs from the settings node."""
+    from .motion import EXTRACTION_FIELDS
+    base = settings if settings is not None else FastVMTSettings()
+    return base.replace(**{name: getattr(motion.settings, name) for name in EXTRACTION_FIELDS})
+
+
+def check_motion_matches(motion: MotionReference, geometry: WanGeometry, latent_shape, where: str = "motion"):
+    """Clear errors, before any work, when the motion cannot guide this model and latent."""
+    ref = motion.latent
+    if ref.shape[1] != geometry.latent_channels:
+        raise ValueError(f"{where}: the reference latent has {ref.shape[1]} channels but this model samples "
+                         f"{geometry.latent_channels}-channel latents ({geometry.model_class}). Extract the motion "
+                         "with the same model family (Wan 2.1 / 2.2 14B use 16 channels, Wan 2.2 5B uses 48).")
+    check_block_index(geometry, motion.settings.motion_block, f"{where} (motion_block)")
+    if tuple(ref.shape[2:]) != tuple(latent_shape[2:]):
+        f, h, w = ref.shape[2:]
+        tf, th, tw = latent_shape[2:]
+        raise ValueError(f"{where}: the reference latent is {f} frames x {h}x{w} but the latent being sampled is "
+                         f"{tf} frames x {th}x{tw} (latent units: pixels/8, frames (n-1)/4+1). Extract the motion "
+                         f"at the generation's width, height and length ({tw * 8}x{th * 8}, {(tf - 1) * 4 + 1} "
+                         "frames), or make the empty latent match the reference.")
+
+
+def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, noise, latent_image, denoise_mask,
+                            disable_pbar, *, motion: MotionReference, settings: FastVMTSettings,
+                            exit_block: int | None = None, report: dict | None = None):
+    sampler = executor.class_obj
+    n_steps = len(sigmas) - 1
+    n_guided = guided_step_count(n_steps, settings.guidance_fraction) if settings.guided else 0
+    if n_guided == 0:
+        return executor(guider, sigmas, extra_args, callback, noise, latent_image, denoise_mask, disable_pbar)
+    if not isinstance(sampler, comfy.samplers.KSAMPLER):
+        raise ValueError(f"FastVMT guidance works with ComfyUI's k-diffusion samplers (KSAMPLER); this sampler is a "
+                         f"{type(sampler).__name__}. Pick a sampler from KSamplerSelect or the KSampler list.")
+    base_model = guider.inner_model
+    check_motion_matches(motion, wan_geometry(guider.model_patcher), noise.shape)
+    device = noise.device
+
+    ref_conds = guider.conds["positive"]
+    if motion.conditioning is not None:
+        processed = comfy.samplers.process_conds(
+            base_model, noise, {"fastvmt_reference": comfy.sampler_helpers.convert_cond(motion.conditioning)},
+            device, latent_image, denoise_mask, extra_args.get("seed"))
+        ref_conds = processed["fastvmt_reference"]
+    ref_latent = base_model.process_latent_in(motion.latent.to(device=device, dtype=torch.float32))
+    gen = torch.Generator(device="cpu").manual_seed(settings.reference_seed)
+    ref_noise = torch.randn(ref_latent.shape, generator=gen, dtype=torch.float32).to(device)
+
+    progress = _Progress(callback, n_steps, n_guided, settings.inner_steps)
+    ctx = GuidanceContext(base_model=base_model, model_options=extra_args["model_options"],
+                          gen_conds=guider.conds["positive"], ref_conds=ref_conds, ref_latent=ref_latent,
+                          ref_noise=ref_noise, settings=settings, progress=progress.inner_step, exit_block=exit_block)
+    guided = copy.copy(sampler)
+    guided.sampler_function = functools.partial(
+        guided_sampling, inner=sampler.sampler_function, n_guided=n_guided,
+        guide=lambda x, sigma, k: guide_latent(ctx, x, sigma, k))
+    start = time.perf_counter()
+    try:
+        out = comfy.patcher_extension.WrapperExecutor.new_class_executor(
+            guided.sample, guided, executor.wrappers, executor.idx + 1
+        ).execute(guider, sigmas, extra_args, progress.outer if callback is not None else None, noise,
+                  latent_image, denoise_mask, disable_pbar)
+    finally:
+        summary = _summary(ctx, n_steps, n_guided, time.perf_counter() - start)
+        if report is not None:
+            report.update(summary)
+    log.info("%s", summary["text"])
+    return out
+
+
+def _summary(ctx: GuidanceContext, n_steps, n_guided, seconds) -> dict:
+    s = ctx.settings
+    guidance_s = sum(e["seconds"] for e in ctx.step_log)
+    first = [e["losses"][0] for e in ctx.step_log if e["losses"]]
+    last = [e["losses"][-1] for e in ctx.step_log if e["losses"]]
+    lines = [f"FastVMT {s.mode}: guided {len(ctx.step_log)}/{n_guided} of {n_steps} steps, "
+             f"{s.inner_steps} inner steps, gradient every {s.effective_interval} -> "
+             f"{sum(e['gradient_evaluations'] for e in ctx.step_log)} gradient passes, "
+             f"{ctx.counter.passes} DiT passes ({ctx.counter.blocks} block evaluations, motion block "
+             f"{s.motion_block})",
+             f"  guidance {guidance_s:.1f}s of {seconds:.1f}s sampling"]
+    for e in ctx.step_log:
+        losses = ", ".join(f"{v:.4g}" for v in e["losses"])
+        lines.append(f"  step {e['step']}: sigma {e['sigma']:.3f}, loss [{losses}], {e['seconds']:.1f}s"
+                     + (f" (stopped: {e['stopped']})" if e["stopped"] else ""))
+    return {"text": "\n".join(lines), "steps": list(ctx.step_log), "block_evaluations": ctx.counter.blocks,
+            "dit_passes": ctx.counter.passes, "guidance_seconds": guidance_s, "sampling_seconds": seconds,
+            "first_losses": first, "last_losses": last, "n_guided": n_guided}
+
+
+def apply_fastvmt(model_patcher, motion: MotionReference, settings: FastVMTSettings | None, *,
+                  exit_block: int | None = None, report: dict | None = None):
+    """A clone of ``model_patcher`` whose sampling runs FastVMT guidance; the input is untouched."""
+    resolved = resolve_settings(motion, settings)
+    geometry = wan_geometry(model_patcher)
+    check_block_index(geometry, resolved.motion_block, "motion (motion_block)")
+    if motion.latent.shape[1] != geometry.latent_channels:
+        check_motion_matches(motion, geometry, motion.latent.shape)
+    clone = model_patcher.clone()
+    if resolved.guided:
+        clone.add_wrapper_with_key(
+            comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE, WRAPPER_KEY,
+            functools.partial(fastvmt_sampler_wrapper, motion=motion, settings=resolved, exit_block=exit_block,
+                              report=report))
+    return clone, resolved

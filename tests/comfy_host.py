@@ -1,0 +1,1212 @@
+"""In-process ComfyUI host for FastVMT tests.
+
+Runs API-format prompt graphs through ComfyUI's *real* validator
+(``execution.validate_prompt`` / ``execution.validate_inputs``) and executor
+(``execution.PromptExecutor``) inside the test process, without starting the
+HTTP server.  Models are tiny random-weight Wan checkpoints written with the
+exact key names / shapes of the real ones, so ComfyUI's own loaders
+(``UNETLoader``, ``VAELoader``, ``comfy.sd.*``) detect and load them.
+
+Typical use (the fixtures in ``tests/conftest.py`` do the bootstrap)::
+
+    from tests.comfy_host import run_graph
+    res = run_graph(graph)            # validates, executes, returns GraphResult
+    res.raise_for_error()
+    (latent,) = res.output("5")       # python output values of node "5"
+
+Everything that ComfyUI writes (models, input, output, temp, user) goes to a
+temporary base directory, never into the ComfyUI checkout.
+
+Environment variables:
+    COMFYUI_PATH          ComfyUI checkout to use (else see ``find_comfyui``).
+    FASTVMT_COMFY_CPU     "1" (default) forces ComfyUI's CPU mode; "0" lets
+                          ComfyUI pick its device (e.g. on a GPU machine).
+    FASTVMT_TEST_CACHE    Directory for cached generated weights (tiny VAE);
+                          default ``$XDG_CACHE_HOME/fastvmt-tests`` or
+                          ``~/.cache/fastvmt-tests``.
+    FASTVMT_TORCH_THREADS torch intra-op threads (default: 1 on <= 4 CPUs).
+
+Gotchas worth knowing when writing tests:
+  * The executor runs every node under ``torch.inference_mode()``: outputs
+    *and the weights of models loaded by loader nodes* are inference tensors.
+    ``.clone()`` before in-place edits; autograd through such a model fails
+    ("Inference tensors cannot be saved for backward") unless the weights
+    used are cloned inside ``torch.inference_mode(False)``.
+  * By default caches are reset per run (every node executes); pass
+    ``keep_cache=True`` to get ComfyUI's normal cross-prompt caching.
+  * ``import comfy.x`` inside a test whose fixture argument is named
+    ``comfy`` rebinds that name; use ``import comfy.x as x``.
+"""
+from __future__ import annotations
+
+import asyncio
+import atexit
+import copy
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import types
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+__all__ = [
+    "REPO_ROOT",
+    "TEST_NODES_DIR",
+    "CLIENT_ID",
+    "ComfyUINotFound",
+    "PackLoadError",
+    "GraphValidationError",
+    "ComfyHost",
+    "GraphResult",
+    "ValidationResult",
+    "find_comfyui",
+    "comfyui_version",
+    "bootstrap",
+    "get_host",
+    "run_graph",
+    "validate_graph",
+    "make_tiny_wan",
+    "make_tiny_wan_vae",
+    "cached_tiny_wan_vae",
+    "tiny_wan_state_dict",
+    "cache_dir",
+]
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+TEST_NODES_DIR = TESTS_DIR / "test_nodes"
+CLIENT_ID = "fastvmt-tests"
+
+# Bump when the way tiny weights are generated changes (invalidates caches).
+WEIGHTS_VERSION = "1"
+
+# The module may end up imported twice under different names (e.g. as
+# ``tests.comfy_host`` and ``<repo>.tests.comfy_host`` when pytest treats the
+# repo root as a package).  Keep one process-wide state and make the canonical
+# name resolve to the first copy so ``from tests.comfy_host import ...`` works
+# even when ComfyUI's own ``tests`` package is earlier on sys.path.
+_STATE_KEY = "_fastvmt_comfy_host_state"
+_STATE = sys.modules.get(_STATE_KEY)
+if _STATE is None:
+    _STATE = types.ModuleType(_STATE_KEY)
+    _STATE.host = None
+    _STATE.lock = threading.RLock()
+    sys.modules[_STATE_KEY] = _STATE
+if __name__ != "tests.comfy_host":
+    sys.modules.setdefault("tests.comfy_host", sys.modules[__name__])
+
+log = logging.getLogger("fastvmt.comfy_host")
+
+
+class ComfyUINotFound(RuntimeError):
+    """No usable ComfyUI checkout was found."""
+
+
+class PackLoadError(RuntimeError):
+    """The FastVMT node pack (repo root) is missing or failed to import."""
+
+
+class GraphValidationError(AssertionError):
+    """ComfyUI's validator rejected a graph.  ``.error`` / ``.node_errors`` hold
+    the same data ComfyUI's ``/prompt`` endpoint would return."""
+
+    def __init__(self, message, error=None, node_errors=None):
+        super().__init__(message)
+        self.error = error
+        self.node_errors = node_errors or {}
+
+
+# ---------------------------------------------------------------------------
+# locating ComfyUI
+# ---------------------------------------------------------------------------
+
+def _is_comfyui(p: Optional[Path]) -> bool:
+    if p is None:
+        return False
+    try:
+        return (p / "main.py").is_file() and (p / "comfy").is_dir() and (p / "execution.py").is_file()
+    except OSError:
+        return False
+
+
+def find_comfyui() -> Optional[Path]:
+    """Return the ComfyUI checkout to use, or None.
+
+    Order: ``$COMFYUI_PATH``; the ComfyUI that contains this pack when the repo
+    sits at ``ComfyUI/custom_nodes/<pack>``; ``~/comfy/ComfyUI``.  A candidate
+    counts only if it has ``main.py``, ``comfy/`` and ``execution.py``.
+    """
+    candidates = []
+    env = os.environ.get("COMFYUI_PATH")
+    if env:
+        candidates.append(Path(env).expanduser())
+    if REPO_ROOT.parent.name == "custom_nodes":
+        candidates.append(REPO_ROOT.parent.parent)
+    candidates.append(Path.home() / "comfy" / "ComfyUI")
+    for c in candidates:
+        if _is_comfyui(c):
+            return c.resolve()
+    return None
+
+
+def comfyui_version(path: Optional[Path] = None) -> Optional[str]:
+    """ComfyUI version read from ``comfyui_version.py`` (without importing it)."""
+    path = path or find_comfyui()
+    if path is None:
+        return None
+    try:
+        text = (Path(path) / "comfyui_version.py").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    m = re.search(r"""__version__\s*=\s*["']([^"']+)["']""", text)
+    return m.group(1) if m else None
+
+
+def cache_dir() -> Path:
+    """Directory for generated weights cached across test sessions."""
+    env = os.environ.get("FASTVMT_TEST_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "fastvmt-tests"
+
+
+def _run_coro(coro):
+    """Run a coroutine to completion, also when called from a running loop."""
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is None:
+        # (not inside the except block: exceptions raised by the coroutine
+        # would otherwise carry "no running event loop" as their context)
+        return asyncio.run(coro)
+    box = {}
+
+    def runner():
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            box["error"] = e
+
+    t = threading.Thread(target=runner, name="fastvmt-comfy-coro")
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+class _LogCapture(logging.Handler):
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+    def text(self, min_level=logging.WARNING) -> str:
+        out = []
+        for r in self.records:
+            if r.levelno >= min_level:
+                try:
+                    out.append(r.getMessage())
+                except Exception:  # noqa: BLE001
+                    out.append(str(r.msg))
+        return "\n".join(out)
+
+
+class _capture_logs:
+    def __enter__(self) -> _LogCapture:
+        self.handler = _LogCapture()
+        self.root = logging.getLogger()
+        self.old_level = self.root.level
+        self.root.addHandler(self.handler)
+        if self.root.level > logging.INFO or self.root.level == logging.NOTSET:
+            self.root.setLevel(logging.INFO)
+        return self.handler
+
+    def __exit__(self, *exc):
+        self.root.removeHandler(self.handler)
+        self.root.setLevel(self.old_level)
+        return False
+
+
+# ---------------------------------------------------------------------------
+# preparing the ComfyUI import environment
+# ---------------------------------------------------------------------------
+
+def _module_location(mod) -> str:
+    locs = list(getattr(mod, "__path__", None) or []) or [getattr(mod, "__file__", None) or "?"]
+    return str(locs[0])
+
+
+def _module_is_under(mod, root: Path) -> bool:
+    locs = list(getattr(mod, "__path__", None) or []) or [getattr(mod, "__file__", None)]
+    for loc in locs:
+        if loc and (root == Path(loc).resolve() or root in Path(loc).resolve().parents):
+            return True
+    return False
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    v = os.environ.get(name)
+    if v is None or v.strip() == "":
+        return default
+    return v.strip().lower() not in ("0", "false", "no", "off")
+
+
+def _prepare_comfy_imports(comfyui_path: Optional[Path] = None, base_dir: Optional[Path] = None,
+                           cpu: Optional[bool] = None) -> Path:
+    """Put ComfyUI first on sys.path and configure ``comfy.cli_args.args``
+    (CPU mode, base directory) before anything reads them.  Idempotent."""
+    with _STATE.lock:
+        prepared = getattr(_STATE, "prepared", None)
+        if prepared is not None:
+            if comfyui_path is not None and Path(comfyui_path).resolve() != prepared:
+                raise RuntimeError(f"ComfyUI already prepared from {prepared}, cannot switch to {comfyui_path}")
+            return prepared
+
+        path = Path(comfyui_path).resolve() if comfyui_path else find_comfyui()
+        if path is None or not _is_comfyui(path):
+            raise ComfyUINotFound(
+                "ComfyUI not found: set COMFYUI_PATH or check out ComfyUI at ~/comfy/ComfyUI "
+                "(or place this repo at ComfyUI/custom_nodes/<pack>)")
+        p = str(path)
+        while p in sys.path:
+            sys.path.remove(p)
+        sys.path.insert(0, p)
+
+        # Top-level names ComfyUI relies on must not already be taken by other
+        # modules (e.g. a pack's own nodes.py imported as "nodes").
+        for name in ("comfy", "nodes", "execution", "folder_paths", "server", "comfy_execution",
+                     "comfy_extras", "comfy_api", "node_helpers", "latent_preview"):
+            mod = sys.modules.get(name)
+            if mod is not None and not _module_is_under(mod, path):
+                raise RuntimeError(f"module {name!r} is already imported from {_module_location(mod)}, "
+                                   f"not from ComfyUI at {path}; it shadows ComfyUI's module")
+
+        if cpu is None:
+            cpu = _env_flag("FASTVMT_COMFY_CPU", True)
+
+        # comfy.cli_args parses [] unless comfy.options.enable_args_parsing()
+        # was called (main.py does that), so pytest's argv is never read.
+        import comfy.options  # noqa: F401
+        from comfy.cli_args import args
+
+        if "comfy.model_management" not in sys.modules:
+            if cpu:
+                args.cpu = True
+        elif cpu:
+            import comfy.model_management as mm
+            if mm.cpu_state != mm.CPUState.CPU:
+                log.warning("comfy.model_management was imported before the test host; CPU mode not forced")
+        # main.py imports ComfyUI's ``utils`` package before ``nodes`` (which puts
+        # ComfyUI/comfy first on sys.path, where comfy/utils.py would shadow it;
+        # server.py -> app.frontend_management then fails on utils.install_util).
+        u = sys.modules.get("utils")
+        if u is None:
+            try:
+                import utils.extra_config  # noqa: F401
+            except Exception as e:  # noqa: BLE001
+                log.warning("could not import ComfyUI's utils package: %s", e)
+        elif not _module_is_under(u, path):
+            log.warning("a foreign 'utils' module is imported (%s); ComfyUI's server import may fail",
+                        _module_location(u))
+        if base_dir is not None and "folder_paths" not in sys.modules:
+            args.base_directory = str(base_dir)
+        args.disable_api_nodes = True
+        args.disable_all_custom_nodes = True
+        args.database_url = "sqlite:///:memory:"
+        args.disable_auto_launch = True
+        args.auto_launch = False
+        _STATE.prepared = path
+        _STATE.cpu = bool(cpu)
+        return path
+
+
+# ---------------------------------------------------------------------------
+# server stand-in
+# ---------------------------------------------------------------------------
+
+class _RouteSink:
+    """Minimal stand-in for ``aiohttp.web.RouteTableDef`` (used if aiohttp is missing)."""
+
+    def __init__(self):
+        self.routes = []
+
+    def __getattr__(self, method):
+        def deco_factory(path, **kw):
+            def deco(fn):
+                self.routes.append((method, path, fn))
+                return fn
+            return deco
+        return deco_factory
+
+    def __iter__(self):
+        return iter(self.routes)
+
+
+class StandInServer:
+    """What ``PromptExecutor`` (and nodes using ``PromptServer.instance``) need
+    from ``server.PromptServer``; every message is recorded in ``events``."""
+
+    def __init__(self):
+        self.client_id = None
+        self.last_node_id = None
+        self.last_prompt_id = None
+        self.sockets = {}
+        self.sockets_metadata = {}
+        self.supports = ["custom_nodes_from_web"]
+        self.number = 0
+        self.loop = None
+        self.client_session = None
+        self.on_prompt_handlers = []
+        self.events: list[tuple[str, Any, Any]] = []
+        self._lock = threading.Lock()
+        try:
+            from aiohttp import web
+            self.routes = web.RouteTableDef()
+            self.app = web.Application()
+        except Exception:  # noqa: BLE001
+            self.routes = _RouteSink()
+            self.app = None
+        try:
+            import execution
+            self.prompt_queue = execution.PromptQueue(self)
+        except Exception:  # noqa: BLE001
+            self.prompt_queue = None
+
+    # --- messaging -----------------------------------------------------
+    def send_sync(self, event, data, sid=None):
+        with self._lock:
+            self.events.append((event, data, sid))
+
+    async def send(self, event, data, sid=None):
+        self.send_sync(event, data, sid)
+
+    async def send_json(self, event, data, sid=None):
+        self.send_sync(event, data, sid)
+
+    def send_progress_text(self, text, node_id, sid=None):
+        self.send_sync("progress_text", {"node_id": node_id, "text": text}, sid if sid is not None else self.client_id)
+
+    def queue_updated(self):
+        pass
+
+    def add_on_prompt_handler(self, handler):
+        self.on_prompt_handlers.append(handler)
+
+    def trigger_on_prompt(self, json_data):
+        for handler in self.on_prompt_handlers:
+            json_data = handler(json_data)
+        return json_data
+
+    def take_events(self):
+        with self._lock:
+            ev, self.events = self.events, []
+        return ev
+
+
+# ---------------------------------------------------------------------------
+# results
+# ---------------------------------------------------------------------------
+
+@dataclass
+class ValidationResult:
+    valid: bool
+    error: Optional[dict]
+    outputs: list
+    node_errors: dict
+
+    def describe(self) -> str:
+        return _format_validation(self.error, self.node_errors)
+
+
+def _format_validation(error, node_errors) -> str:
+    lines = []
+    if error:
+        lines.append(f"{error.get('type')}: {error.get('message')}")
+        if error.get("details"):
+            lines.append(f"  {error['details']}")
+    for nid, info in (node_errors or {}).items():
+        lines.append(f"node {nid} ({info.get('class_type')}):")
+        for e in info.get("errors", []):
+            lines.append(f"  - [{e.get('type')}] {e.get('message')}: {e.get('details')}")
+    return "\n".join(lines)
+
+
+@dataclass
+class GraphResult:
+    """Outcome of one ``run_graph`` call."""
+
+    prompt_id: str
+    success: bool                    # False on a node exception, an interrupt, or a blocked node with a message
+    error: Optional[dict]            # data of the execution_error / execution_interrupted message
+    events: list                     # [(event, data), ...] as sent to the client
+    status_messages: list            # executor.status_messages
+    history: dict                    # executor.history_result: {"outputs": ..., "meta": ...}
+    targets: list                    # node ids executed as outputs
+    node_errors: dict                # non-fatal validation node errors (usually empty)
+    seconds: float
+    _outputs: dict = field(default_factory=dict, repr=False)
+    _class_types: dict = field(default_factory=dict, repr=False)
+
+    # --- errors ----------------------------------------------------------
+    @property
+    def exception_type(self) -> Optional[str]:
+        return (self.error or {}).get("exception_type")
+
+    @property
+    def exception_message(self) -> Optional[str]:
+        return (self.error or {}).get("exception_message")
+
+    @property
+    def error_node(self) -> Optional[str]:
+        return (self.error or {}).get("node_id")
+
+    def error_text(self) -> str:
+        if self.success:
+            return "success"
+        e = self.error or {}
+        tb = "".join(e.get("traceback") or [])
+        return (f"node {e.get('node_id')} ({e.get('node_type')}) failed: "
+                f"{e.get('exception_type')}: {e.get('exception_message')}\n{tb}").rstrip()
+
+    def raise_for_error(self) -> "GraphResult":
+        if not self.success:
+            raise AssertionError(self.error_text())
+        return self
+
+    # --- outputs ---------------------------------------------------------
+    @property
+    def ui(self) -> dict:
+        """UI outputs per node id (``history['outputs']``)."""
+        return self.history.get("outputs", {})
+
+    def ui_output(self, node_id) -> dict:
+        return self.ui.get(str(node_id), {})
+
+    @property
+    def node_ids_with_output(self) -> list:
+        return sorted(self._outputs)
+
+    def output_lists(self, node_id) -> list:
+        """Raw cached value: one list per output socket, one entry per list-item
+        execution (what ``executor.caches.outputs.get(node_id)`` returns)."""
+        nid = str(node_id)
+        if nid not in self._outputs:
+            raise KeyError(f"node {nid!r} has no cached output (nodes with outputs: {self.node_ids_with_output}; "
+                           f"success={self.success})")
+        return self._outputs[nid]
+
+    def output(self, node_id, index: Optional[int] = None):
+        """Python output values of a node: a tuple with one entry per output
+        socket (or just socket ``index``).  A socket's value is unwrapped when
+        the node ran once; ``OUTPUT_IS_LIST`` sockets / list executions give lists."""
+        raw = self.output_lists(node_id)
+        is_list = _output_is_list(self._class_types.get(str(node_id)), len(raw))
+        vals = []
+        for i, v in enumerate(raw):
+            v = list(v) if isinstance(v, (list, tuple)) else [v]
+            vals.append(v if is_list[i] or len(v) != 1 else v[0])
+        vals = tuple(vals)
+        return vals if index is None else vals[index]
+
+    # --- events ----------------------------------------------------------
+    def events_of(self, kind: str) -> list:
+        return [d for (e, d) in self.events if e == kind]
+
+    @property
+    def executed_nodes(self) -> list:
+        """Node ids that actually ran (``executing`` events), in order."""
+        return [d.get("node") for d in self.events_of("executing") if d.get("node") is not None]
+
+    @property
+    def cached_nodes(self) -> list:
+        out = []
+        for d in self.events_of("execution_cached"):
+            out.extend(d.get("nodes", []))
+        return out
+
+
+def _output_is_list(class_type: Optional[str], n: int) -> list:
+    flags = None
+    if class_type:
+        try:
+            import nodes
+            cls = nodes.NODE_CLASS_MAPPINGS.get(class_type)
+            flags = getattr(cls, "OUTPUT_IS_LIST", None) if cls is not None else None
+        except Exception:  # noqa: BLE001
+            flags = None
+    flags = list(flags or [])
+    return [bool(flags[i]) if i < len(flags) else False for i in range(n)]
+
+
+# ---------------------------------------------------------------------------
+# the host
+# ---------------------------------------------------------------------------
+
+def _is_link(v) -> bool:
+    return (isinstance(v, (list, tuple)) and len(v) == 2 and isinstance(v[0], (str, int))
+            and not isinstance(v[0], bool) and isinstance(v[1], int) and not isinstance(v[1], bool))
+
+
+def _normalise_graph(graph: dict) -> dict:
+    """Deep copy (the executor writes into the prompt dict) and turn node ids
+    into strings, as they are after the JSON round trip through /prompt."""
+    if not isinstance(graph, dict):
+        raise TypeError("graph must be an API-format dict {node_id: {class_type, inputs}}")
+    g = copy.deepcopy(graph)
+    out = {}
+    for nid, node in g.items():
+        if isinstance(node, dict) and isinstance(node.get("inputs"), dict):
+            for k, v in list(node["inputs"].items()):
+                if _is_link(v) and isinstance(v[0], int):
+                    node["inputs"][k] = [str(v[0]), v[1]]
+                elif isinstance(v, tuple) and _is_link(v):
+                    node["inputs"][k] = [v[0], v[1]]
+        out[str(nid)] = node
+    return out
+
+
+class ComfyHost:
+    """ComfyUI booted in-process (one per process; see ``bootstrap``)."""
+
+    def __init__(self, comfyui_path: Path, base_dir: Path, cpu: bool):
+        self.comfyui_path = comfyui_path
+        self.base_dir = base_dir
+        self.cpu = cpu
+        self.version = comfyui_version(comfyui_path)
+        self.builtin_import_failures: list[str] = []
+        self.builtin_node_names: set[str] = set()
+        self.test_node_names: list[str] = []
+        self.pack_present = (REPO_ROOT / "__init__.py").is_file()
+        self.pack_loaded = False
+        self.pack_node_names: list[str] = []
+        self.pack_error: Optional[str] = None
+        self.timings: dict[str, float] = {}
+        self.server = None
+        self.executor = None
+        self.runs = 0
+
+    # --- directories ------------------------------------------------------
+    @property
+    def models_dir(self) -> Path:
+        return self.base_dir / "models"
+
+    @property
+    def input_dir(self) -> Path:
+        return self.base_dir / "input"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.base_dir / "output"
+
+    @property
+    def temp_dir(self) -> Path:
+        return self.base_dir / "temp"
+
+    def model_dir(self, folder: str) -> Path:
+        """First search path of a ComfyUI model folder (e.g. "diffusion_models", "vae")."""
+        import folder_paths
+        paths = [Path(p) for p in folder_paths.get_folder_paths(folder)]
+        inside = [p for p in paths if self.base_dir in p.parents]
+        named = [p for p in inside if p.name == folder]
+        return (named or inside or paths)[0]
+
+    def add_model_file(self, folder: str, src: Path, name: Optional[str] = None, *, link: bool = True) -> str:
+        """Make ``src`` visible to ComfyUI loaders under ``folder`` and return
+        the name to use in graphs (symlinked when possible, else copied)."""
+        src = Path(src).resolve()
+        name = name or src.name
+        dst = self.model_dir(folder) / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if dst.exists() or dst.is_symlink():
+            if dst.resolve() == src:
+                self.refresh_file_lists()
+                return name
+            dst.unlink()
+        if link:
+            try:
+                dst.symlink_to(src)
+            except OSError:
+                shutil.copyfile(src, dst)
+        else:
+            shutil.copyfile(src, dst)
+        self.refresh_file_lists()
+        return name
+
+    def refresh_file_lists(self):
+        import folder_paths
+        folder_paths.filename_list_cache.clear()
+
+    # --- pack ---------------------------------------------------------------
+    def require_pack(self) -> list[str]:
+        """Node names registered by the FastVMT pack; raises PackLoadError
+        with the import error when the pack is missing or failed to load."""
+        if not self.pack_present and (REPO_ROOT / "__init__.py").is_file():
+            self._load_pack()
+        if not self.pack_present:
+            raise PackLoadError(f"FastVMT node pack not found: {REPO_ROOT / '__init__.py'} does not exist")
+        if not self.pack_loaded:
+            raise PackLoadError(f"FastVMT node pack at {REPO_ROOT} failed to load in ComfyUI "
+                                f"{self.version}:\n{self.pack_error}")
+        return list(self.pack_node_names)
+
+    def _load_custom_node(self, path: Path, label: str) -> tuple[bool, list[str], str]:
+        import hook_breaker_ac10a0
+        import nodes
+        before = set(nodes.NODE_CLASS_MAPPINGS)
+        try:
+            with _capture_logs() as cap:
+                ok = _run_coro(nodes.load_custom_node(str(path), ignore=set(self.builtin_node_names),
+                                                      module_parent="custom_nodes"))
+        finally:
+            # like main.py: functions saved before any node import are restored
+            hook_breaker_ac10a0.restore_functions()
+        added = sorted(set(nodes.NODE_CLASS_MAPPINGS) - before)
+        msg = cap.text()
+        if ok and not added:
+            log.warning("%s loaded but registered no new nodes", label)
+        return bool(ok), added, msg
+
+    def _load_pack(self):
+        self.pack_present = (REPO_ROOT / "__init__.py").is_file()
+        if not self.pack_present:
+            return
+        t0 = time.perf_counter()
+        ok, added, msg = self._load_custom_node(REPO_ROOT, "FastVMT pack")
+        self.timings["load_pack"] = time.perf_counter() - t0
+        self.pack_loaded = ok
+        self.pack_node_names = added
+        self.pack_error = None if ok else (msg or "load_custom_node returned False")
+
+    # --- validation / execution -------------------------------------------
+    def _targets(self, graph: dict, outputs: Optional[Iterable]) -> tuple[list, bool]:
+        import nodes
+        if outputs is not None:
+            targets = [str(o) for o in outputs]
+            all_output_nodes = all(
+                getattr(nodes.NODE_CLASS_MAPPINGS.get(graph.get(t, {}).get("class_type")), "OUTPUT_NODE", False) is True
+                for t in targets)
+            return targets, all_output_nodes
+        out_nodes = [nid for nid, n in graph.items()
+                     if getattr(nodes.NODE_CLASS_MAPPINGS.get(n.get("class_type")), "OUTPUT_NODE", False) is True]
+        if out_nodes:
+            return out_nodes, True
+        # No output node: execute every sink (a node nobody consumes).
+        used = {str(v[0]) for n in graph.values() for v in (n.get("inputs") or {}).values() if _is_link(v)}
+        return [nid for nid in graph if nid not in used], False
+
+    async def _validate(self, graph: dict, targets: list, use_validate_prompt: bool, prompt_id: str) -> ValidationResult:
+        import execution
+        import nodes
+        if use_validate_prompt:
+            valid, error, good, node_errors = await execution.validate_prompt(prompt_id, graph, targets)
+            return ValidationResult(bool(valid), error, list(good), node_errors or {})
+        # Non-output targets: same checks as validate_prompt, per target, with
+        # ComfyUI's own validate_inputs.
+        for nid, node in graph.items():
+            ct = node.get("class_type") if isinstance(node, dict) else None
+            if ct is None:
+                return ValidationResult(False, {"type": "invalid_prompt", "message": "Cannot execute because a node is missing the class_type property.",
+                                                "details": f"Node ID '#{nid}'", "extra_info": {}}, [], {})
+            if ct not in nodes.NODE_CLASS_MAPPINGS:
+                return ValidationResult(False, {"type": "invalid_prompt", "message": f"Cannot execute because node {ct} does not exist.",
+                                                "details": f"Node ID '#{nid}'", "extra_info": {}}, [], {})
+        missing = [t for t in targets if t not in graph]
+        if missing:
+            return ValidationResult(False, {"type": "invalid_prompt", "message": "Requested outputs are not in the graph",
+                                            "details": ", ".join(missing), "extra_info": {}}, [], {})
+        if not targets:
+            return ValidationResult(False, {"type": "prompt_no_outputs", "message": "Prompt has no outputs",
+                                            "details": "", "extra_info": {}}, [], {})
+        validated: dict = {}
+        good, node_errors, reasons_all = [], {}, []
+        for t in targets:
+            try:
+                ok, reasons, _ = await execution.validate_inputs(prompt_id, graph, t, validated)
+            except Exception as ex:  # noqa: BLE001 - same as validate_prompt
+                ok = False
+                reasons = [{"type": "exception_during_validation", "message": "Exception when validating node",
+                            "details": str(ex), "extra_info": {"exception_type": execution.full_type_name(type(ex))}}]
+                validated[t] = (False, reasons, t)
+            if ok is True:
+                good.append(t)
+                continue
+            reasons_all += reasons
+            for nid, res in validated.items():
+                if res[0] is not True and len(res[1]) > 0:
+                    info = node_errors.setdefault(nid, {"errors": res[1], "dependent_outputs": [],
+                                                        "class_type": graph[nid]["class_type"]})
+                    info["dependent_outputs"].append(t)
+        if not good:
+            details = "\n".join(f"{r['message']}: {r['details']}" for r in reasons_all)
+            return ValidationResult(False, {"type": "prompt_outputs_failed_validation",
+                                            "message": "Prompt outputs failed validation",
+                                            "details": details, "extra_info": {}}, good, node_errors)
+        return ValidationResult(True, None, good, node_errors)
+
+    def validate_graph(self, graph: dict, *, outputs: Optional[Iterable] = None,
+                       prompt_id: Optional[str] = None) -> ValidationResult:
+        """Validate without executing; never raises for invalid graphs."""
+        g = _normalise_graph(graph)
+        targets, use_vp = self._targets(g, outputs)
+        return _run_coro(self._validate(g, targets, use_vp, prompt_id or str(uuid.uuid4())))
+
+    def run_graph(self, graph: dict, *, outputs: Optional[Iterable] = None, prompt_id: Optional[str] = None,
+                  keep_cache: bool = False, extra_data: Optional[dict] = None, validate: bool = True,
+                  strict: bool = True, check: bool = False) -> GraphResult:
+        """Validate ``graph`` with ComfyUI's validator and execute it with the
+        real ``PromptExecutor``.
+
+        outputs:    node ids to execute (default: all OUTPUT_NODE nodes, or every
+                    sink node when the graph has no output node).
+        keep_cache: keep the executor's caches from the previous run (ComfyUI's
+                    normal behaviour between prompts); by default they are reset
+                    so every run executes every node.
+        strict:     raise GraphValidationError if *any* node has validation
+                    errors (ComfyUI itself would run the valid outputs only).
+        check:      raise AssertionError if execution fails.
+        """
+        import comfy.model_management
+        import hook_breaker_ac10a0
+
+        with _STATE.lock:
+            g = _normalise_graph(graph)
+            prompt_id = prompt_id or str(uuid.uuid4())
+            targets, use_vp = self._targets(g, outputs)
+            node_errors = {}
+            if validate:
+                v = _run_coro(self._validate(g, targets, use_vp, prompt_id))
+                msg = _format_validation(v.error, v.node_errors)
+                if not v.valid or (strict and v.node_errors):
+                    if self.pack_error and "does not exist" in msg:
+                        msg += "\nnote: the FastVMT pack failed to load:\n" + self.pack_error[-2000:]
+                    raise GraphValidationError("ComfyUI rejected the graph:\n" + msg, v.error, v.node_errors)
+                targets = v.outputs if use_vp else targets
+                node_errors = v.node_errors
+                g = _normalise_graph(graph)  # validation may annotate the dict
+
+            ex = self.executor
+            if not keep_cache:
+                ex.reset()
+            srv = self.server
+            srv.take_events()
+            srv.last_prompt_id = prompt_id
+            data = {"client_id": CLIENT_ID}
+            data.update(extra_data or {})
+            t0 = time.perf_counter()
+            _run_coro(ex.execute_async(g, prompt_id, data, list(targets)))
+            seconds = time.perf_counter() - t0
+            if srv.client_id is not None:
+                srv.send_sync("executing", {"node": None, "prompt_id": prompt_id}, srv.client_id)
+            events = [(e, d) for (e, d, _sid) in srv.take_events()]
+            error = None
+            for ev, d in ex.status_messages:
+                if ev in ("execution_error", "execution_interrupted"):
+                    error = d
+            if error is None:
+                # a node blocked execution with a message (ExecutionBlocker): ComfyUI
+                # sends execution_error but still reports the prompt as successful
+                error = next((d for (e, d) in events if e == "execution_error"), None)
+            outputs_cache = ex.caches.outputs
+            collected = {}
+            try:
+                ids = outputs_cache.all_node_ids()
+            except AssertionError:
+                ids = set()
+            for nid in ids:
+                val = outputs_cache.get(nid)
+                if val is not None:
+                    collected[str(nid)] = val
+            class_types = {}
+            dp_nodes = {nid: n.get("class_type") for nid, n in g.items()}
+            for nid in collected:
+                ct = dp_nodes.get(nid)
+                if ct is None:
+                    try:
+                        ct = outputs_cache.dynprompt.get_node(nid).get("class_type")
+                    except Exception:  # noqa: BLE001
+                        ct = None
+                class_types[nid] = ct
+            self.runs += 1
+            hook_breaker_ac10a0.restore_functions()
+            if comfy.model_management.DISABLE_SMART_MEMORY:
+                comfy.model_management.unload_all_models()
+            res = GraphResult(
+                prompt_id=prompt_id, success=bool(ex.success) and error is None, error=error, events=events,
+                status_messages=list(ex.status_messages), history=copy.copy(getattr(ex, "history_result", {}) or {}),
+                targets=list(targets), node_errors=node_errors, seconds=seconds,
+                _outputs=collected, _class_types=class_types)
+            if check:
+                res.raise_for_error()
+            return res
+
+    def reset(self, *, unload_models: bool = True):
+        """Drop executor caches and (optionally) unload all models, like
+        ComfyUI's "free memory" button."""
+        import gc
+        import comfy.model_management
+        with _STATE.lock:
+            self.executor.reset()
+            if unload_models:
+                comfy.model_management.unload_all_models()
+            gc.collect()
+            comfy.model_management.soft_empty_cache()
+
+    # --- model helpers ------------------------------------------------------
+    def tiny_wan(self, *, name: Optional[str] = None, **kw) -> str:
+        """Write (once) a tiny Wan checkpoint into models/diffusion_models and
+        return its name for UNETLoader.  Keyword args go to ``make_tiny_wan``."""
+        cfg = dict(dim=256, num_layers=16, in_dim=16, out_dim=16, ffn_dim=512, seed=0)
+        cfg.update(kw)
+        dtype = cfg.pop("dtype", None)
+        if name is None:
+            name = "fastvmt_tiny_wan_d{dim}_l{num_layers}_i{in_dim}_o{out_dim}_f{ffn_dim}_s{seed}".format(**cfg)
+            if dtype is not None:
+                name += "_" + str(dtype).replace("torch.", "")
+            name += ".safetensors"
+        path = self.model_dir("diffusion_models") / name
+        if not path.exists():
+            if dtype is not None:
+                cfg["dtype"] = dtype
+            make_tiny_wan(path, **cfg)
+            self.refresh_file_lists()
+        return name
+
+    def tiny_vae(self, *, seed: int = 0) -> str:
+        """Cached tiny-random Wan 2.1 VAE, linked into models/vae; returns its name."""
+        src = cached_tiny_wan_vae(seed=seed)
+        return self.add_model_file("vae", src, f"fastvmt_tiny_wan21_vae_s{seed}.safetensors")
+
+
+def get_host() -> Optional[ComfyHost]:
+    """The bootstrapped host, or None."""
+    return _STATE.host
+
+
+def bootstrap(base_dir: Optional[os.PathLike] = None, *, comfyui_path: Optional[os.PathLike] = None,
+              cpu: Optional[bool] = None, load_pack: bool = True) -> ComfyHost:
+    """Boot ComfyUI in this process once (idempotent) and return the host.
+
+    * ComfyUI goes first on sys.path; ``args.cpu`` is set (unless ``cpu`` /
+      ``$FASTVMT_COMFY_CPU`` says otherwise) before ``comfy.model_management``
+      is imported.
+    * ``folder_paths`` is pointed at ``base_dir`` (models/..., input, output,
+      temp, user); default: a temporary directory removed at exit.
+    * built-in nodes are initialised with ``nodes.init_extra_nodes`` (no API
+      nodes, no custom_nodes scan), then ``tests/test_nodes`` and the FastVMT
+      pack (repo root, when it has an ``__init__.py``) are loaded with
+      ``nodes.load_custom_node`` exactly like ComfyUI loads custom nodes.  A
+      pack import failure is recorded, see ``ComfyHost.require_pack``.
+    """
+    with _STATE.lock:
+        host = _STATE.host
+        if host is not None:
+            if base_dir is not None and Path(base_dir).resolve() != host.base_dir:
+                raise RuntimeError(f"ComfyUI host already bootstrapped with base {host.base_dir}")
+            return host
+
+        t_start = time.perf_counter()
+        if base_dir is None:
+            base = Path(tempfile.mkdtemp(prefix="fastvmt-comfy-"))
+            atexit.register(shutil.rmtree, base, True)
+        else:
+            base = Path(base_dir)
+        base.mkdir(parents=True, exist_ok=True)
+        base = base.resolve()
+        for sub in ("models/diffusion_models", "models/vae", "models/text_encoders", "models/loras",
+                    "models/checkpoints", "models/clip_vision", "input", "output", "temp", "user", "custom_nodes"):
+            (base / sub).mkdir(parents=True, exist_ok=True)
+
+        path = _prepare_comfy_imports(comfyui_path, base, cpu)
+        _configure_torch_threads()
+
+        import folder_paths
+        _point_folder_paths(folder_paths, base)
+
+        import comfy.model_management  # noqa: F401  (reads args.cpu)
+        import comfy.utils
+        import execution
+        import hook_breaker_ac10a0
+        import nodes
+
+        host = ComfyHost(path, base, bool(_STATE.cpu))
+        host.timings["import"] = time.perf_counter() - t_start
+
+        server = StandInServer()
+        host.server = server
+        try:
+            import server as server_module  # ComfyUI's server.py (not started)
+            if getattr(server_module.PromptServer, "instance", None) is None:
+                server_module.PromptServer.instance = server
+        except Exception as e:  # noqa: BLE001
+            log.warning("could not import ComfyUI server module (%s); PromptServer.instance not set", e)
+
+        t0 = time.perf_counter()
+        if not hook_breaker_ac10a0.SAVED_FUNCTIONS:
+            hook_breaker_ac10a0.save_functions()  # once, before any node module is imported
+        try:
+            with _capture_logs() as cap:
+                _run_coro(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+        finally:
+            hook_breaker_ac10a0.restore_functions()
+        host.timings["init_extra_nodes"] = time.perf_counter() - t0
+        host.builtin_import_failures = sorted(set(re.findall(r"IMPORT FAILED: (\S+)", cap.text())))
+        host.builtin_node_names = set(nodes.NODE_CLASS_MAPPINGS)
+
+        _install_progress_hook(server)
+        host.executor = execution.PromptExecutor(server, cache_type=execution.CacheType.CLASSIC, cache_size=0)
+
+        ok, added, msg = host._load_custom_node(TEST_NODES_DIR, "FastVMT test nodes")
+        if not ok:
+            raise RuntimeError(f"could not load the test node pack {TEST_NODES_DIR}:\n{msg}")
+        host.test_node_names = added
+        if load_pack:
+            host._load_pack()
+        host.timings["bootstrap"] = time.perf_counter() - t_start
+        _STATE.host = host
+        return host
+
+
+def _configure_torch_threads():
+    """Intra-op threading makes tiny-model ops *much* slower on small, shared
+    CPUs (OpenMP spin-waits on descheduled threads: ~100x per op measured on a
+    loaded 2-core box).  ``$FASTVMT_TORCH_THREADS`` sets the count; default: 1
+    thread on machines with <= 4 CPUs unless ``$OMP_NUM_THREADS`` is set."""
+    import torch
+    env = os.environ.get("FASTVMT_TORCH_THREADS", "").strip()
+    if env:
+        n = int(env)
+    elif os.environ.get("OMP_NUM_THREADS"):
+        return
+    elif (os.cpu_count() or 1) <= 4:
+        n = 1
+    else:
+        return
+    if n > 0 and torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def _point_folder_paths(folder_paths, base: Path):
+    """Re-root every folder_paths location to ``base`` (also works when
+    folder_paths was imported before ``args.base_directory`` was set)."""
+    old_base = Path(folder_paths.base_path).resolve()
+    new_models = base / "models"
+    if old_base != base:
+        old_models = Path(folder_paths.models_dir)
+        for name, (paths, exts) in list(folder_paths.folder_names_and_paths.items()):
+            new_paths = []
+            for p in paths:
+                pp = Path(p)
+                try:
+                    rel = pp.relative_to(old_models)
+                    new_paths.append(str(new_models / rel))
+                    continue
+                except ValueError:
+                    pass
+                try:
+                    rel = pp.relative_to(old_base)
+                    new_paths.append(str(base / rel))
+                except ValueError:
+                    new_paths.append(p)
+            folder_paths.folder_names_and_paths[name] = (new_paths, exts)
+        folder_paths.base_path = str(base)
+        folder_paths.models_dir = str(new_models)
+    folder_paths.set_output_directory(str(base / "output"))
+    folder_paths.set_input_directory(str(base / "input"))
+    folder_paths.set_temp_directory(str(base / "temp"))
+    folder_paths.set_user_directory(str(base / "user"))
+    folder_paths.filename_list_cache.clear()
+
+
+def _install_progress_hook(server: StandInServer):
+    """Equivalent of main.py's hijack_progress: ProgressBar updates become
+    ``progress`` events and honour interrupts."""
+    import comfy.model_management
+    import comfy.utils
+    from comfy_execution.progress import get_progress_state
+    from comfy_execution.utils import get_executing_context
+
+    def hook(value, total, preview_image, prompt_id=None, node_id=None):
+        ctx = get_executing_context()
+        if prompt_id is None:
+            prompt_id = ctx.prompt_id if ctx is not None else server.last_prompt_id
+        if node_id is None:
+            node_id = ctx.node_id if ctx is not None else server.last_node_id
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        get_progress_state().update_progress(node_id, value, total, preview_image)
+        server.send_sync("progress", {"value": value, "max": total, "prompt_id": prompt_id, "node": node_id},
+                         server.client_id)
+
+    comfy.utils.set_progress_bar_global_hook(hook)
+
+
+def run_graph(graph: dict, *, prompt_id: Optional[str] = None, **kw) -> GraphResult:
+    """``ComfyHost.run_graph`` on the process-wide host (bootstrapped on demand
+    with a temporary base directory)."""
+    return bootstrap().run_graph(graph, prompt_id=prompt_id, **kw)
+
+
+def validate_graph(graph: dict, **kw) -> ValidationResult:
+    return bootstrap().validate_graph(graph, **kw)
+
+
+# ---------------------------------------------------------------------------
+# tiny random weights
+# ---------------------------------------------------------------------------
+
+def _tensor_seed(seed: int, name: str) -> int:
+    return (int(seed) * 1_000_003 + zlib.crc32(name.encode("utf-8"))) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def _init_tensor(name: str, shape, seed: int):
+    """Seeded, name-keyed initialisation (independent of key order):
+    weights ~ N(0, 1/fan_in), small biases, unit norm scales, small modulation."""
+    import torch
+    g = torch.Generator().manual_seed(_tensor_seed(seed, name))
+    shape = tuple(shape)
+    leaf = name.rsplit(".", 1)[-1]
+    if leaf == "modulation" or name.endswith(".modulation"):
+        return torch.randn(shape, generator=g) * 0.02
+    if leaf == "gamma":  # RMS_norm scale in the Wan VAE
+        return torch.ones(shape)
+    if "norm" in name and leaf == "weight" and len(shape) == 1:
+        return torch.ones(shape)
+    if leaf == "bias":
+        if "norm" in name:
+            return torch.zeros(shape)
+        return torch.randn(shape, generator=g) * 0.01
+    if len(shape) >= 2:
+        fan_in = 1
+        for s in shape[1:]:
+            fan_in *= s
+        return torch.randn(shape, generator=g) / math.sqrt(max(fan_in, 1))
+    return torch.randn(shape, generator=g) * 0.02
+
+
+def _wan_meta_state_dict(dim, num_layers, in_dim, out_dim, ffn_dim):
+    import torch
+    _prepare_comfy_imports()
+    import comfy.ops
+    from comfy.ldm.wan.model import WanModel
+    if dim % 128 != 0:
+        raise ValueError("dim must be a multiple of 128 (ComfyUI derives num_heads = dim // 128)")
+    with torch.device("meta"):
+        m = WanModel(model_type="t2v", patch_size=(1, 2, 2), in_dim=in_dim, dim=dim, ffn_dim=ffn_dim,
+                     freq_dim=256, text_dim=4096, out_dim=out_dim, num_heads=dim // 128,
+                     num_layers=num_layers, qk_norm=True, cross_attn_norm=True, eps=1e-6,
+                     operations=comfy.ops.disable_weight_init)
+    return {k: tuple(v.shape) for k, v in m.state_dict().items()}
+
+
+def tiny_wan_state_dict(*, dim=256, num_layers=16, in_dim=16, out_dim=16, ffn_dim=512, seed=0, dtype=None):
+    """State dict with the exact keys/shapes of a Wan 2.1 T2V checkpoint
+    (as built by ComfyUI's WanModel) filled with seeded random values."""
+    import torch
+    dtype = dtype or torch.float32
+    shapes = _wan_meta_state_dict(dim, num_layers, in_dim, out_dim, ffn_dim)
+    return {k: _init_tensor(k, s, seed).to(dtype).contiguous() for k, s in shapes.items()}
+
+
+def make_tiny_wan(path, *, dim=256, num_layers=16, in_dim=16, out_dim=16, ffn_dim=512, seed=0, dtype=None) -> Path:
+    """Write a tiny random Wan 2.1 (``in_dim=out_dim=48``: Wan 2.2 5B style)
+    diffusion model ``.safetensors`` that ComfyUI's model detection
+    recognises (num_heads = dim // 128, text_dim 4096, freq_dim 256, patch
+    1x2x2, qk_norm and cross_attn_norm)."""
+    import torch
+    from safetensors.torch import save_file
+    dtype = dtype or torch.float32
+    sd = tiny_wan_state_dict(dim=dim, num_layers=num_layers, in_dim=in_dim, out_dim=out_dim,
+                             ffn_dim=ffn_dim, seed=seed, dtype=dtype)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    meta = {"fastvmt_tiny": json.dumps(dict(dim=dim, num_layers=num_layers, in_dim=in_dim, out_dim=out_dim,
+                                            ffn_dim=ffn_dim, seed=seed, dtype=str(dtype),
+                                            version=WEIGHTS_VERSION))}
+    save_file(sd, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    return path
+
+
+WAN21_VAE_CONFIG = dict(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                        temperal_downsample=[False, True, True], dropout=0.0)
+
+
+def _wan_vae_meta_shapes():
+    import torch
+    _prepare_comfy_imports()
+    from comfy.ldm.wan.vae import WanVAE
+    with torch.device("meta"):
+        m = WanVAE(**WAN21_VAE_CONFIG)
+    return {k: tuple(v.shape) for k, v in m.state_dict().items()}
+
+
+def make_tiny_wan_vae(path, seed: int = 0, dtype=None) -> Path:
+    """Write a random-weight Wan 2.1 VAE (the real, fixed architecture:
+    dim 96, z_dim 16, ~127M params) that ``comfy.sd.VAE`` detects from its
+    keys.  Saved in fp16 by default (~250 MB).  Slow-ish: prefer
+    ``cached_tiny_wan_vae``."""
+    import torch
+    from safetensors.torch import save_file
+    dtype = dtype or torch.float16
+    shapes = _wan_vae_meta_shapes()
+    sd = {k: _init_tensor(k, s, seed).to(dtype).contiguous() for k, s in shapes.items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    save_file(sd, str(tmp), metadata={"fastvmt_tiny": json.dumps({"kind": "wan21_vae", "seed": seed,
+                                                                  "version": WEIGHTS_VERSION})})
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return path
+
+
+def _shapes_digest(shapes: dict) -> str:
+    h = hashlib.sha1()
+    for k in sorted(shapes):
+        h.update(f"{k}:{shapes[k]};".encode())
+    return h.hexdigest()[:10]
+
+
+def cached_tiny_wan_vae(seed: int = 0, directory: Optional[os.PathLike] = None) -> Path:
+    """Path of the random Wan 2.1 VAE in the persistent cache (built on first
+    use; the file name encodes WEIGHTS_VERSION, the seed and a digest of the
+    key/shape layout so stale files are never reused)."""
+    d = Path(directory) if directory is not None else cache_dir()
+    digest = _shapes_digest(_wan_vae_meta_shapes())
+    path = d / f"wan21_vae_random_v{WEIGHTS_VERSION}_s{seed}_{digest}.safetensors"
+    if path.is_file():
+        return path
+    d.mkdir(parents=True, exist_ok=True)
+    lock = d / (path.name + ".lock")
+    _with_file_lock(lock, lambda: path.is_file() or make_tiny_wan_vae(path, seed=seed))
+    return path
+
+
+def _with_file_lock(lock_path: Path, fn):
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX
+        return fn()
+    with open(lock_path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            return fn()
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,0 +1,176 @@
+"""Test-only ComfyUI nodes for the FastVMT test harness (V1 node API).
+
+Loaded by ``tests/comfy_host.py`` with ComfyUI's ``nodes.load_custom_node``.
+All names start with ``FastVMTTest`` so they cannot clash with real nodes.
+
+* FastVMTTestConditioning - stand-in for a UMT5-XXL text encoder: seeded
+  random CONDITIONING ``[[tensor[1, tokens, 4096], {}]]``.
+* FastVMTTestLatent      - seeded random video LATENT ``{"samples": [B, C, F, H, W]}``.
+* FastVMTTestImage       - seeded smooth random IMAGE batch ``[N, H, W, 3]`` in [0, 1].
+* FastVMTTestInspect     - output node taking anything; reports tensor stats
+                           as UI output (lets any graph pass validation).
+"""
+import zlib
+
+import torch
+
+try:  # ComfyUI's "accept anything" input type
+    from comfy.comfy_types.node_typing import IO
+    ANY = IO.ANY
+except Exception:  # pragma: no cover - very old ComfyUI
+    class _AnyType(str):
+        def __ne__(self, other):
+            return False
+    ANY = _AnyType("*")
+
+TEXT_DIM = 4096
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+
+
+def _generator(seed, salt=""):
+    # Deterministic across processes: no Python hash() (it is salted per process).
+    mixed = (int(seed) * 0x9E3779B1 + zlib.crc32(salt.encode("utf-8"))) & 0x7FFFFFFFFFFFFFFF
+    return torch.Generator(device="cpu").manual_seed(mixed)
+
+
+def _intermediate_device():
+    try:
+        import comfy.model_management
+        return comfy.model_management.intermediate_device()
+    except Exception:  # pragma: no cover
+        return torch.device("cpu")
+
+
+class FastVMTTestConditioning:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED}),
+                "tokens": ("INT", {"default": 8, "min": 1, "max": 512}),
+                "text": ("STRING", {"default": "", "multiline": True}),
+            },
+            "optional": {
+                "scale": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.01}),
+            },
+        }
+
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "encode"
+    CATEGORY = "FastVMT/testing"
+
+    def encode(self, seed, tokens, text, scale=1.0):
+        g = _generator(seed, "cond:" + text)
+        cond = torch.randn((1, int(tokens), TEXT_DIM), generator=g, dtype=torch.float32) * float(scale)
+        return ([[cond.to(_intermediate_device()), {}]],)
+
+
+class FastVMTTestLatent:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED}),
+                "channels": ("INT", {"default": 16, "min": 1, "max": 256}),
+                "frames": ("INT", {"default": 2, "min": 1, "max": 1024}),
+                "height": ("INT", {"default": 8, "min": 1, "max": 4096}),
+                "width": ("INT", {"default": 8, "min": 1, "max": 4096}),
+            },
+            "optional": {
+                "batch_size": ("INT", {"default": 1, "min": 1, "max": 64}),
+                "scale": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.01}),
+            },
+        }
+
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "make"
+    CATEGORY = "FastVMT/testing"
+
+    def make(self, seed, channels, frames, height, width, batch_size=1, scale=1.0):
+        g = _generator(seed, "latent")
+        shape = (int(batch_size), int(channels), int(frames), int(height), int(width))
+        x = torch.randn(shape, generator=g, dtype=torch.float32) * float(scale)
+        return ({"samples": x.to(_intermediate_device())},)
+
+
+class FastVMTTestImage:
+    """Smooth random frames (low-res noise upsampled) so video nodes see
+    structure rather than white noise."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED}),
+                "frames": ("INT", {"default": 5, "min": 1, "max": 4096}),
+                "height": ("INT", {"default": 64, "min": 8, "max": 8192, "step": 8}),
+                "width": ("INT", {"default": 64, "min": 8, "max": 8192, "step": 8}),
+            },
+        }
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "make"
+    CATEGORY = "FastVMT/testing"
+
+    def make(self, seed, frames, height, width):
+        g = _generator(seed, "image")
+        coarse = torch.rand((int(frames), 3, max(1, height // 8), max(1, width // 8)), generator=g)
+        img = torch.nn.functional.interpolate(coarse, size=(int(height), int(width)), mode="bilinear",
+                                              align_corners=False)
+        return (img.clamp(0, 1).permute(0, 2, 3, 1).contiguous().to(_intermediate_device()),)
+
+
+def _stats(value):
+    if isinstance(value, dict) and "samples" in value:
+        value = value["samples"]
+    if isinstance(value, list) and value and isinstance(value[0], (list, tuple)) and len(value[0]) == 2 \
+            and torch.is_tensor(value[0][0]):
+        value = value[0][0]  # CONDITIONING
+    if torch.is_tensor(value):
+        v = value.detach().float()
+        finite = bool(torch.isfinite(v).all()) if v.numel() else True
+        return {
+            "kind": "tensor",
+            "shape": list(value.shape),
+            "dtype": str(value.dtype).replace("torch.", ""),
+            "finite": finite,
+            "mean": float(v.mean()) if v.numel() and finite else None,
+            "std": float(v.std()) if v.numel() > 1 and finite else None,
+            "min": float(v.min()) if v.numel() and finite else None,
+            "max": float(v.max()) if v.numel() and finite else None,
+        }
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return {"kind": type(value).__name__, "value": value}
+    return {"kind": type(value).__name__, "repr": repr(value)[:200]}
+
+
+class FastVMTTestInspect:
+    """Output node: accepts any value, reports summary stats in its UI output
+    (``{"fastvmt_stats": [ {...} ]}``)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": (ANY, {})}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "inspect"
+    OUTPUT_NODE = True
+    CATEGORY = "FastVMT/testing"
+
+    def inspect(self, value):
+        return {"ui": {"fastvmt_stats": [_stats(value)]}}
+
+
+NODE_CLASS_MAPPINGS = {
+    "FastVMTTestConditioning": FastVMTTestConditioning,
+    "FastVMTTestLatent": FastVMTTestLatent,
+    "FastVMTTestImage": FastVMTTestImage,
+    "FastVMTTestInspect": FastVMTTestInspect,
+}
+
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "FastVMTTestConditioning": "FastVMT Test Conditioning (random UMT5 stand-in)",
+    "FastVMTTestLatent": "FastVMT Test Latent (random)",
+    "FastVMTTestImage": "FastVMT Test Image (random)",
+    "FastVMTTestInspect": "FastVMT Test Inspect",
+}
