@@ -273,7 +273,8 @@ class GuidanceSampler(io.ComfyNode):
         (out,) = comfy_nodes.common_ksampler(patched, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                                              latent_image, denoise=denoise)
         text = report.get("text", f"FastVMT {resolved.mode}: no guided steps; plain sampling")
-        return io.NodeOutput(out, ui=ui.PreviewText(text))
+        stats = {k: v for k, v in report.items() if k != "text"}
+        return io.NodeOutput(out, ui={"text": [text], "fastvmt_report": [stats]})
 
 
 class SaveMotion(io.ComfyNode):

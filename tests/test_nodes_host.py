@@ -1,0 +1,332 @@
+"""The FastVMT nodes inside real ComfyUI, through its real executor, on tiny
+random-weight Wan models loaded by ComfyUI's own loaders."""
+
+import math
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from tests.comfy_host import GraphValidationError, make_tiny_wan
+
+# Reference and generation: 3 latent frames (9 video frames) of 8x12 latent pixels -> 3 x 4 x 6 tokens.
+FRAMES, LAT_H, LAT_W = 3, 8, 12
+BLOCK = 3
+
+
+def base_graph(model, *, channels=16, block=BLOCK, frames=FRAMES, settings=None, sampler="euler", steps=5,
+               denoise=1.0, ref_frames=None):
+    """UNETLoader + test conditioning + reference latent + Extract Motion + Guidance Sampler."""
+    g = {
+        "model": {"class_type": "UNETLoader", "inputs": {"unet_name": model, "weight_dtype": "default"}},
+        "pos": {"class_type": "FastVMTTestConditioning", "inputs": {"seed": 1, "tokens": 8, "text": "a red fox"}},
+        "neg": {"class_type": "FastVMTTestConditioning", "inputs": {"seed": 2, "tokens": 8, "text": "blurry"}},
+        "ref": {"class_type": "FastVMTTestLatent",
+                "inputs": {"seed": 3, "channels": channels, "frames": ref_frames or frames, "height": LAT_H,
+                           "width": LAT_W}},
+        "empty": {"class_type": "FastVMTTestLatent",
+                  "inputs": {"seed": 4, "channels": channels, "frames": frames, "height": LAT_H, "width": LAT_W,
+                             "scale": 0.0}},
+        "motion": {"class_type": "FastVMTExtractMotion",
+                   "inputs": {"model": ["model", 0], "latent": ["ref", 0], "width": 832, "height": 480,
+                              "length": 81, "motion_block": block, "temporal_span": 5, "window": 21,
+                              "tile_rows": 3, "tile_cols": 4, "tau": 1.0}},
+        "sample": {"class_type": "FastVMTGuidanceSampler",
+                   "inputs": {"model": ["model", 0], "seed": 7, "steps": steps, "cfg": 1.0,
+                              "sampler_name": sampler, "scheduler": "simple", "positive": ["pos", 0],
+                              "negative": ["neg", 0], "latent_image": ["empty", 0], "denoise": denoise,
+                              "motion": ["motion", 0]}},
+        "out": {"class_type": "FastVMTTestInspect", "inputs": {"value": ["sample", 0]}},
+    }
+    if settings is not None:
+        g["settings"] = {"class_type": "FastVMTStepSkipSettings", "inputs": settings_inputs(**settings)}
+        g["sample"]["inputs"]["settings"] = ["settings", 0]
+    return g
+
+
+def settings_inputs(**overrides):
+    base = {"mode": "effi_AMF", "interval": 3, "inner_steps": 10, "lr_start": 0.003, "lr_end": 0.002,
+            "guided_fraction": 0.2, "lambda_amf": 5.0, "lambda_window": 1.0, "reference_noise": "renoise",
+            "reference_seed": 0}
+    base.update(overrides)
+    return base
+
+
+def report(result, node="sample"):
+    return result.ui_output(node)["fastvmt_report"][0]
+
+
+def samples(result, node="sample"):
+    return result.output(node, 0)["samples"]
+
+
+def test_pack_nodes_registered(fastvmt_pack):
+    assert {"FastVMTExtractMotion", "FastVMTStepSkipSettings", "FastVMTGuidanceSampler", "FastVMTApplyMotion",
+            "FastVMTSaveMotion", "FastVMTLoadMotion"} <= set(fastvmt_pack)
+
+
+def test_guided_run_changes_latent_and_lowers_motion_loss(run_graph, tiny_wan, fastvmt_pack):
+    guided = run_graph(base_graph(tiny_wan)).raise_for_error()
+    plain = run_graph(base_graph(tiny_wan, settings={"mode": "No_transfer"})).raise_for_error()
+    x_g, x_p = samples(guided), samples(plain)
+    assert x_g.shape == (1, 16, FRAMES, LAT_H, LAT_W) and torch.isfinite(x_g).all()
+    assert not torch.equal(x_g, x_p)
+    rep = report(guided)
+    assert rep["n_guided"] == 1  # 20% of 5 steps
+    (step,) = rep["steps"]
+    assert step["gradient_evaluations"] == math.ceil(10 / 3) == len(step["losses"])
+    assert step["losses"][-1] < step["losses"][0]
+    assert "FastVMT effi_AMF: guided 1/1 of 5 steps" in guided.ui_output("sample")["text"][0]
+
+
+def test_no_transfer_equals_stock_ksampler_bit_for_bit(run_graph, tiny_wan, fastvmt_pack):
+    g = base_graph(tiny_wan, settings={"mode": "No_transfer"})
+    g["stock"] = {"class_type": "KSampler",
+                  "inputs": {"model": ["model", 0], "seed": 7, "steps": 5, "cfg": 1.0, "sampler_name": "euler",
+                             "scheduler": "simple", "positive": ["pos", 0], "negative": ["neg", 0],
+                             "latent_image": ["empty", 0], "denoise": 1.0}}
+    g["out2"] = {"class_type": "FastVMTTestInspect", "inputs": {"value": ["stock", 0]}}
+    r = run_graph(g).raise_for_error()
+    assert torch.equal(samples(r), samples(r, "stock"))
+
+
+def test_early_exit_evaluates_exactly_blocks_up_to_the_motion_block(run_graph, comfy, fastvmt_pack, tmp_path):
+    """Blocks after the motion block and the head hold NaN weights: guidance passes must
+    stay finite (they never run them), while the ordinary denoising steps turn NaN."""
+    sd = load_file(comfy.model_dir("diffusion_models") / comfy.tiny_wan(num_layers=8))
+    for key in list(sd):
+        if key.startswith("head.") or any(key.startswith(f"blocks.{i}.") for i in range(BLOCK + 1, 8)):
+            sd[key] = torch.full_like(sd[key], float("nan"))
+    path = tmp_path / "nan_after_block.safetensors"
+    save_file(sd, str(path))
+    name = comfy.add_model_file("diffusion_models", path)
+    r = run_graph(base_graph(name, steps=5)).raise_for_error()
+    rep = report(r)
+    (step,) = rep["steps"]
+    assert step["stopped"] is None and all(math.isfinite(v) for v in step["losses"])
+    passes = 1 + math.ceil(10 / 3)  # reference pass + gradient passes
+    assert rep["dit_passes"] == passes
+    assert rep["block_evaluations"] == passes * (BLOCK + 1)
+    assert not torch.isfinite(samples(r)).all()  # the stock steps did run every block
+
+
+def test_stock_samplers_through_apply_motion_match_guidance_sampler(run_graph, tiny_wan, fastvmt_pack):
+    g = base_graph(tiny_wan)
+    g["patched"] = {"class_type": "FastVMTApplyMotion", "inputs": {"model": ["model", 0], "motion": ["motion", 0]}}
+    g["stock"] = {"class_type": "KSampler",
+                  "inputs": {"model": ["patched", 0], "seed": 7, "steps": 5, "cfg": 1.0, "sampler_name": "euler",
+                             "scheduler": "simple", "positive": ["pos", 0], "negative": ["neg", 0],
+                             "latent_image": ["empty", 0], "denoise": 1.0}}
+    g["adv"] = {"class_type": "KSamplerAdvanced",
+                "inputs": {"model": ["patched", 0], "add_noise": "enable", "noise_seed": 7, "steps": 5, "cfg": 1.0,
+                           "sampler_name": "euler", "scheduler": "simple", "positive": ["pos", 0],
+                           "negative": ["neg", 0], "latent_image": ["empty", 0], "start_at_step": 0,
+                           "end_at_step": 10000, "return_with_leftover_noise": "disable"}}
+    g["plain"] = {"class_type": "KSampler",
+                  "inputs": {"model": ["model", 0], "seed": 7, "steps": 5, "cfg": 1.0, "sampler_name": "euler",
+                             "scheduler": "simple", "positive": ["pos", 0], "negative": ["neg", 0],
+                             "latent_image": ["empty", 0], "denoise": 1.0}}
+    for n in ("stock", "adv", "plain"):
+        g["out_" + n] = {"class_type": "FastVMTTestInspect", "inputs": {"value": [n, 0]}}
+    r = run_graph(g).raise_for_error()
+    assert torch.equal(samples(r, "stock"), samples(r))  # one implementation serves both paths
+    assert torch.equal(samples(r, "adv"), samples(r))
+    assert not torch.equal(samples(r, "plain"), samples(r))
+
+
+def test_sampler_custom_advanced_runs_guidance(run_graph, tiny_wan, fastvmt_pack):
+    g = base_graph(tiny_wan)
+    del g["sample"], g["out"]
+    g.update({
+        "patched": {"class_type": "FastVMTApplyMotion", "inputs": {"model": ["model", 0], "motion": ["motion", 0]}},
+        "guider": {"class_type": "BasicGuider", "inputs": {"model": ["patched", 0], "conditioning": ["pos", 0]}},
+        "plain_guider": {"class_type": "BasicGuider", "inputs": {"model": ["model", 0], "conditioning": ["pos", 0]}},
+        "sampler": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "dpmpp_2m"}},
+        "sigmas": {"class_type": "BasicScheduler", "inputs": {"model": ["model", 0], "scheduler": "simple",
+                                                              "steps": 5, "denoise": 1.0}},
+        "noise": {"class_type": "RandomNoise", "inputs": {"noise_seed": 7}},
+        "custom": {"class_type": "SamplerCustomAdvanced",
+                   "inputs": {"noise": ["noise", 0], "guider": ["guider", 0], "sampler": ["sampler", 0],
+                              "sigmas": ["sigmas", 0], "latent_image": ["empty", 0]}},
+        "plain": {"class_type": "SamplerCustomAdvanced",
+                  "inputs": {"noise": ["noise", 0], "guider": ["plain_guider", 0], "sampler": ["sampler", 0],
+                             "sigmas": ["sigmas", 0], "latent_image": ["empty", 0]}},
+        "o1": {"class_type": "FastVMTTestInspect", "inputs": {"value": ["custom", 0]}},
+        "o2": {"class_type": "FastVMTTestInspect", "inputs": {"value": ["plain", 0]}},
+    })
+    r = run_graph(g).raise_for_error()
+    a, b = r.output("custom", 0)["samples"], r.output("plain", 0)["samples"]
+    assert torch.isfinite(a).all() and not torch.equal(a, b)
+
+
+@pytest.mark.parametrize("sampler,denoise", [("dpmpp_2m", 1.0), ("uni_pc", 1.0), ("euler", 0.75)])
+def test_other_samplers_and_partial_denoise(run_graph, tiny_wan, fastvmt_pack, sampler, denoise):
+    r = run_graph(base_graph(tiny_wan, sampler=sampler, denoise=denoise, steps=6)).raise_for_error()
+    assert torch.isfinite(samples(r)).all()
+    assert report(r)["n_guided"] == 1 and report(r)["steps"][0]["gradient_evaluations"] == 4
+
+
+def test_progress_covers_inner_steps(run_graph, tiny_wan, fastvmt_pack):
+    r = run_graph(base_graph(tiny_wan, steps=10, settings={"guided_fraction": 0.2})).raise_for_error()
+    sample_progress = [d for d in r.events_of("progress") if d.get("node") == "sample"]
+    values = [d["value"] for d in sample_progress]
+    total = 10 + 2 * 10  # outer steps + guided steps x inner steps
+    assert {d["max"] for d in sample_progress} == {total}
+    assert values == sorted(values) and values[-1] == total and len(values) >= total
+
+
+def test_30_block_model_default_block_and_48_channel_model(run_graph, tiny_wan30, tiny_wan48, fastvmt_pack):
+    r = run_graph(base_graph(tiny_wan30, block=14)).raise_for_error()
+    assert report(r)["block_evaluations"] == report(r)["dit_passes"] * 15
+    r48 = run_graph(base_graph(tiny_wan48, channels=48)).raise_for_error()
+    assert samples(r48).shape[1] == 48 and torch.isfinite(samples(r48)).all()
+
+
+def test_video_reference_through_vae(run_graph, tiny_wan, tiny_vae, fastvmt_pack):
+    g = base_graph(tiny_wan)
+    g["vae"] = {"class_type": "VAELoader", "inputs": {"vae_name": tiny_vae}}
+    g["frames"] = {"class_type": "FastVMTTestImage", "inputs": {"seed": 5, "frames": 11, "height": 72, "width": 80}}
+    inputs = g["motion"]["inputs"]
+    del inputs["latent"]
+    inputs.update({"images": ["frames", 0], "vae": ["vae", 0], "width": LAT_W * 8, "height": LAT_H * 8,
+                   "length": 9})
+    r = run_graph(g).raise_for_error()
+    text = r.ui_output("motion")["text"][0]
+    assert "3 latent frames, 4x6 token grid" in text
+    assert "reference: 11 frames of 80x72" in text and "used the first 9" in text
+    assert f"resized and centre-cropped to {LAT_W * 8}x{LAT_H * 8}" in text
+    assert torch.isfinite(samples(r)).all()
+
+
+# ---- bad inputs: a clear message naming the input, before sampling -------------------
+
+def _error(run_graph, graph):
+    r = run_graph(graph)
+    assert not r.success
+    return r.exception_message
+
+
+def test_block_index_out_of_range(run_graph, tiny_wan, fastvmt_pack):
+    msg = _error(run_graph, base_graph(tiny_wan, block=16))
+    assert "motion_block: block index 16 is out of range" in msg and "16 blocks" in msg
+
+
+def test_reference_size_mismatch(run_graph, tiny_wan, fastvmt_pack):
+    r = run_graph(base_graph(tiny_wan, ref_frames=2))
+    assert not r.success and r.error_node == "sample"
+    assert "the reference latent is 2 frames x 8x12 but the latent being sampled is 3 frames" in r.exception_message
+    assert not any(d.get("node") == "sample" for d in r.events_of("progress"))  # failed before any step
+
+
+def test_channel_mismatch(run_graph, tiny_wan, fastvmt_pack):
+    g = base_graph(tiny_wan)
+    g["ref"]["inputs"]["channels"] = 48
+    msg = _error(run_graph, g)
+    assert "48 channels but this model uses 16" in msg
+
+
+def test_images_without_vae_and_both_sources(run_graph, tiny_wan, fastvmt_pack):
+    g = base_graph(tiny_wan)
+    g["frames"] = {"class_type": "FastVMTTestImage", "inputs": {"seed": 5, "frames": 9, "height": 64, "width": 96}}
+    g["motion"]["inputs"]["images"] = ["frames", 0]
+    assert "connect either reference images (with vae) or an encoded latent, not both" in _error(run_graph, g)
+    del g["motion"]["inputs"]["latent"]
+    assert "vae: connect the Wan VAE" in _error(run_graph, g)
+
+
+def test_bad_settings_are_rejected_by_validation(run_graph, tiny_wan, fastvmt_pack):
+    with pytest.raises(GraphValidationError, match="interval"):
+        run_graph(base_graph(tiny_wan, settings={"interval": 0}))
+
+
+def test_lr_settings_error_names_the_field(run_graph, tiny_wan, fastvmt_pack):
+    msg = _error(run_graph, base_graph(tiny_wan, settings={"lambda_amf": 0.0, "lambda_window": 0.0}))
+    assert "FastVMT settings: lambda_amf and lambda_window are both 0" in msg
+
+
+# ---- the input MODEL is never modified --------------------------------------------------
+
+def _model_state(patcher):
+    opts = patcher.model_options
+    return (repr(sorted(opts.get("transformer_options", {}).keys())),
+            repr(opts.get("transformer_options", {}).get("patches_replace")),
+            repr({k: sorted(v) for k, v in patcher.wrappers.items()}))
+
+
+def test_input_model_unchanged_after_success_and_error(run_graph, tiny_wan, fastvmt_pack):
+    ok = run_graph(base_graph(tiny_wan)).raise_for_error()
+    model = ok.output("model", 0)
+    assert "fastvmt" not in repr(model.wrappers) and model.model_options.get("transformer_options", {}).get(
+        "patches_replace") is None
+    before = _model_state(model)
+    bad = run_graph(base_graph(tiny_wan, ref_frames=2))
+    assert not bad.success
+    assert _model_state(bad.output("model", 0)) == before
+
+
+def test_interrupt_stops_within_one_inner_step(run_graph, comfy, tiny_wan, fastvmt_pack, monkeypatch):
+    import comfy.model_management as mm
+    server = comfy.server
+    original = server.send_sync
+    seen = []
+
+    def send_sync(event, data, sid=None):
+        if event == "progress" and data.get("node") == "sample":
+            seen.append(data["value"])
+            if data["value"] == 3:
+                mm.interrupt_current_processing(True)
+        return original(event, data, sid)
+
+    monkeypatch.setattr(server, "send_sync", send_sync)
+    r = run_graph(base_graph(tiny_wan, steps=5))
+    assert not r.success
+    assert r.events_of("execution_interrupted")
+    assert seen[-1] <= 4  # stopped at the next inner step
+    monkeypatch.undo()
+    # The next run is unaffected: nothing of the interrupted run survived.
+    again = run_graph(base_graph(tiny_wan)).raise_for_error()
+    assert report(again)["steps"][0]["gradient_evaluations"] == 4
+    assert "fastvmt" not in repr(again.output("model", 0).wrappers)
+
+
+# ---- Save / Load Motion -----------------------------------------------------------------
+
+def test_save_and_load_motion_round_trip(run_graph, comfy, tiny_wan, fastvmt_pack):
+    g = base_graph(tiny_wan)
+    g["save"] = {"class_type": "FastVMTSaveMotion", "inputs": {"motion": ["motion", 0], "filename_prefix": "fastvmt/t"}}
+    r = run_graph(g).raise_for_error()
+    saved = r.ui_output("save")["fastvmt_motion"][0]
+    src = comfy.output_dir / saved["subfolder"] / saved["filename"]
+    shutil.copy(src, comfy.input_dir / "shared_motion.safetensors")
+    g2 = base_graph(tiny_wan)
+    g2["motion"] = {"class_type": "FastVMTLoadMotion", "inputs": {"motion_file": "shared_motion.safetensors"}}
+    r2 = run_graph(g2).raise_for_error()
+    original, loaded = r.output("motion", 0), r2.output("motion", 0)
+    assert torch.equal(original.latent, loaded.latent)
+    assert original.settings == loaded.settings and original.geometry == loaded.geometry
+    assert torch.equal(samples(r), samples(r2))  # same motion, same generation
+
+
+def test_load_motion_rejects_newer_version_and_foreign_files(run_graph, comfy, tiny_wan, fastvmt_pack):
+    save_file({"reference_latent": torch.zeros(1, 16, 3, 8, 12)}, str(comfy.input_dir / "future.safetensors"),
+              metadata={"format": "fastvmt-motion", "version": "99", "settings": "{}"})
+    save_file({"x": torch.zeros(2)}, str(comfy.input_dir / "other.safetensors"), metadata={"format": "lora"})
+    for name, expected in (("future.safetensors", "format version '99'"),
+                           ("other.safetensors", "is not a FastVMT motion")):
+        g = base_graph(tiny_wan)
+        g["motion"] = {"class_type": "FastVMTLoadMotion", "inputs": {"motion_file": name}}
+        r = run_graph(g)
+        assert not r.success and expected in r.exception_message
+
+
+def test_loaded_motion_from_other_geometry_is_a_clear_error(run_graph, comfy, tiny_wan, tiny_wan48, fastvmt_pack):
+    g = base_graph(tiny_wan48, channels=48)
+    g["save"] = {"class_type": "FastVMTSaveMotion", "inputs": {"motion": ["motion", 0], "filename_prefix": "fastvmt/g"}}
+    r = run_graph(g).raise_for_error()
+    saved = r.ui_output("save")["fastvmt_motion"][0]
+    shutil.copy(comfy.output_dir / saved["subfolder"] / saved["filename"], comfy.input_dir / "m48.safetensors")
+    g2 = base_graph(tiny_wan)
+    g2["motion"] = {"class_type": "FastVMTLoadMotion", "inputs": {"motion_file": "m48.safetensors"}}
+    r2 = run_graph(g2)
+    assert not r2.success and "48 channels but this model samples 16-channel latents" in r2.exception_message
