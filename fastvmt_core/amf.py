@@ -116,6 +116,54 @@ def global_amf(q: torch.Tensor, k: torch.Tensor, *, temporal_span: int | None = 
     return MotionFlow(torch.tensor(pairs, dtype=torch.long, device=q.device), disp, None, (f, h, w))
 
 
+# Tiles processed together, sharing one gathered box of keys (rows, cols of tiles).
+_SUPER_TILE = (2, 3)
+
+
+def _super_tiles(ny, nx, slot, valid, super_tile, device):
+    """Group the tile grid into super-tiles of up to gy x gx tiles.
+
+    Returns ``group`` [n_groups, G] (tile index of each member; the grid is padded by
+    repeating edge tiles), and the members' query slots [n_groups, G*S] with a validity
+    mask that drops padding repeats and clipped slots, so every token appears once.
+    """
+    gy, gx = min(super_tile[0], ny), min(super_tile[1], nx)
+    my, mx = -(-ny // gy) * gy, -(-nx // gx) * gx
+    ty = torch.arange(my, device=device)
+    tx = torch.arange(mx, device=device)
+    tile = ty.clamp(max=ny - 1)[:, None] * nx + tx.clamp(max=nx - 1)[None, :]  # [my, mx]
+    real = (ty < ny)[:, None] & (tx < nx)[None, :]
+    tile = tile.view(my // gy, gy, mx // gx, gx).permute(0, 2, 1, 3).reshape(-1, gy * gx)
+    real = real.view(my // gy, gy, mx // gx, gx).permute(0, 2, 1, 3).reshape(-1, gy * gx)
+    group_slot = slot[tile].reshape(tile.shape[0], -1)
+    group_valid = (valid[tile] & real[..., None]).reshape(tile.shape[0], -1)
+    return tile, group_slot, group_valid
+
+
+def _group_boxes(start_y, start_x, wy, wx, h, w):
+    """Bounding box of each group's windows, one size for all groups.
+
+    start_y/start_x [P, n_groups, G] window corners -> flat key index [P, n_groups, L]
+    of the box, positions [P, n_groups, L, 2], and mask [P, n_groups, G, L] marking
+    each member tile's own window inside the box.
+    """
+    dev = start_y.device
+    by, bx = start_y.min(dim=-1).values, start_x.min(dim=-1).values
+    hb = int((start_y.max(dim=-1).values - by).max()) + wy
+    wb = int((start_x.max(dim=-1).values - bx).max()) + wx
+    by, bx = by.clamp(max=h - hb), bx.clamp(max=w - wb)  # still covers every member window
+    rows = by[..., None] + torch.arange(hb, device=dev)  # [P, n, hb]
+    cols = bx[..., None] + torch.arange(wb, device=dev)  # [P, n, wb]
+    row_in = (rows[:, :, None, :] >= start_y[..., None]) & (rows[:, :, None, :] < start_y[..., None] + wy)
+    col_in = (cols[:, :, None, :] >= start_x[..., None]) & (cols[:, :, None, :] < start_x[..., None] + wx)
+    mask = (row_in[..., :, None] & col_in[..., None, :]).flatten(-2)  # [P, n, G, hb*wb]
+    ry = rows[..., :, None].expand(-1, -1, hb, wb)
+    rx = cols[..., None, :].expand(-1, -1, hb, wb)
+    key_index = (ry * w + rx).flatten(-2)
+    pos = torch.stack([ry, rx], dim=-1).flatten(-3, -2).float()
+    return key_index, pos, mask
+
+
 def _tile_layout(h: int, w: int, tile: tuple[int, int], device):
     """Tiles cover the grid completely; edge tiles are clipped when h or w is not a multiple.
 
@@ -139,23 +187,31 @@ def _tile_layout(h: int, w: int, tile: tuple[int, int], device):
 
 
 class _WindowAttention(torch.autograd.Function):
-    """Second pass: every query of a tile attends to the keys of its window only.
+    """Second pass: every query attends to the keys of its own tile's window only.
 
-    q_tiles [B, T, S, D], k_flat [B, HW, D], key_index [B, T, L] (flat key index per
-    window slot), win_pos [B, T, L, 2] -> expected positions [B, T, S, 2].
+    Tiles are processed in groups ("super-tiles") that share one gathered box of keys,
+    the bounding box of their windows; ``mask`` keeps each tile's queries to its own
+    window, so the result is exactly the per-tile window attention.
 
-    Written by hand because autograd would keep the gathered window keys
-    (T * L * D values per pair, more than the global logits) for backward. Here only
-    the window softmax is kept; keys are gathered again in backward, and pairs are
-    processed in chunks so the transient gather stays small.
+    q_tiles [B, T, G*S, D] (T groups of G tiles of S queries), k_flat [B, HW, D],
+    key_index [B, T, L] (flat key index per box slot), win_pos [B, T, L, 2],
+    mask [B, T, G, L] (True inside the tile's window) -> expected positions [B, T, G*S, 2].
+
+    Written by hand because autograd would keep the gathered keys (more values than
+    the global logits) for backward. Here only the softmax is kept; keys are gathered
+    again in backward, and pairs are processed in chunks so the gather stays small.
     """
 
     @staticmethod
-    def forward(ctx, q_tiles, k_flat, key_index, win_pos, scale, chunk):
+    def forward(ctx, q_tiles, k_flat, key_index, win_pos, mask, scale, chunk):
         probs, out = [], []
+        g = mask.shape[2]
         for c in range(0, q_tiles.shape[0], chunk):
             keys = _gather_keys(k_flat[c:c + chunk], key_index[c:c + chunk])
-            p = torch.softmax(torch.matmul(q_tiles[c:c + chunk], keys.transpose(-1, -2)) * scale, dim=-1)
+            logits = torch.matmul(q_tiles[c:c + chunk], keys.transpose(-1, -2)) * scale  # [b, T, G*S, L]
+            b, t, gs, l = logits.shape
+            logits = logits.view(b, t, g, gs // g, l).masked_fill(~mask[c:c + chunk, :, :, None, :], float("-inf"))
+            p = torch.softmax(logits, dim=-1).view(b, t, gs, l)
             probs.append(p)
             out.append(torch.matmul(p, win_pos[c:c + chunk]))
         ctx.save_for_backward(q_tiles, k_flat, key_index, win_pos, torch.cat(probs))
@@ -180,7 +236,7 @@ class _WindowAttention(torch.autograd.Function):
                 nb = g_keys.shape[0]
                 rows = (key_index[sl] + torch.arange(nb, device=k_flat.device).view(-1, 1, 1) * hw).reshape(-1)
                 grad_k[sl].reshape(nb * hw, d).index_add_(0, rows, g_keys.reshape(-1, d))
-        return grad_q, grad_k, None, None, None, None
+        return grad_q, grad_k, None, None, None, None, None
 
 
 def _gather_keys(k_flat, key_index):
@@ -228,8 +284,7 @@ def sliding_window_amf(q: torch.Tensor, k: torch.Tensor, *, temporal_span: int =
     ny, nx, rep, slot, valid = _tile_layout(h, w, tile, dev)
     n_tiles = ny * nx
     pos = _positions(h, w, dev)
-    win_off = torch.stack(torch.meshgrid(torch.arange(wy, device=dev), torch.arange(wx, device=dev),
-                                         indexing="ij"), dim=-1).reshape(-1, 2)  # [L, 2] (dy, dx)
+    group, group_slot, group_valid = _super_tiles(ny, nx, slot, valid, _SUPER_TILE, dev)
 
     qf = q.float().reshape(f, h * w, d)
     kf = k.float().reshape(f, h * w, d)
@@ -244,17 +299,14 @@ def sliding_window_amf(q: torch.Tensor, k: torch.Tensor, *, temporal_span: int =
             centre = torch.softmax(logits, dim=-1) @ pos  # [P, T, 2]
             start_y = (centre[..., 0].round().long() - wy // 2).clamp(0, h - wy)
             start_x = (centre[..., 1].round().long() - wx // 2).clamp(0, w - wx)
-            wy_abs = start_y[..., None] + win_off[:, 0]  # [P, T, L]
-            wx_abs = start_x[..., None] + win_off[:, 1]
-            key_index = wy_abs * w + wx_abs
-            win_pos = torch.stack([wy_abs, wx_abs], dim=-1).float()
-        q_tiles = q_src[:, slot]  # [P, T, S, D]
-        chunk = max(1, _CHUNK_ELEMENTS // (n_tiles * key_index.shape[-1] * d))
-        exp_pos = _WindowAttention.apply(q_tiles, k_dst, key_index, win_pos, scale, chunk)
+            key_index, box_pos, mask = _group_boxes(start_y[:, group], start_x[:, group], wy, wx, h, w)
+        q_groups = q_src[:, group_slot]  # [P, n_groups, G*S, D]
+        chunk = max(1, _CHUNK_ELEMENTS // (group.shape[0] * key_index.shape[-1] * d))
+        exp_pos = _WindowAttention.apply(q_groups, k_dst, key_index, box_pos, mask, scale, chunk)
         wk = _window_means(k_dst.reshape(n_pairs, h, w, d), start_y, start_x, wy, wx)
-        # Scatter tile slots back to the token grid; clipped slots of edge tiles are dropped.
+        # Scatter slots back to the token grid; clipped slots and padding tiles are dropped.
         disp = exp_pos.new_zeros(n_pairs, h * w, 2)
-        disp = disp.index_copy(1, slot[valid], exp_pos[:, valid])
+        disp = disp.index_copy(1, group_slot[group_valid], exp_pos[:, group_valid])
         disps.append(disp - pos)
         wkeys.append(wk)
     disp = torch.cat(disps).reshape(-1, h, w, 2)

@@ -150,14 +150,38 @@ def test_bad_shapes_are_rejected():
 
 
 def test_window_attention_backward_passes_gradcheck():
-    """The hand-written backward of the window pass, in float64, chunked and not."""
+    """The hand-written backward of the window pass (super-tiles with masks), in float64, chunked and not."""
     from fastvmt_core.amf import _WindowAttention
     g = torch.Generator().manual_seed(10)
-    b, hw, t, s, l, d = 3, 12, 2, 3, 4, 5
-    q_tiles = torch.randn(b, t, s, d, generator=g, dtype=torch.float64, requires_grad=True)
+    b, hw, t, groups, s, l, d = 3, 12, 2, 2, 3, 4, 5
+    q_tiles = torch.randn(b, t, groups * s, d, generator=g, dtype=torch.float64, requires_grad=True)
     k_flat = torch.randn(b, hw, d, generator=g, dtype=torch.float64, requires_grad=True)
     key_index = torch.randint(0, hw, (b, t, l), generator=g)
     win_pos = torch.randn(b, t, l, 2, generator=g, dtype=torch.float64)
+    mask = torch.rand(b, t, groups, l, generator=g) < 0.7
+    mask[..., 0] = True  # every query sees at least one key
     for chunk in (1, 2, 8):
         assert torch.autograd.gradcheck(
-            lambda qq, kk: _WindowAttention.apply(qq, kk, key_index, win_pos, 0.7, chunk), (q_tiles, k_flat))
+            lambda qq, kk: _WindowAttention.apply(qq, kk, key_index, win_pos, mask, 0.7, chunk), (q_tiles, k_flat))
+
+
+def test_super_tiles_equal_per_tile_windows():
+    """Grouping tiles to share a gathered box must not change any displacement."""
+    import fastvmt_core.amf as amf
+    g = torch.Generator().manual_seed(11)
+    q = torch.randn(4, 23, 40, 16, generator=g, requires_grad=True)
+    k = torch.randn(4, 23, 40, 16, generator=g, requires_grad=True)
+    results = []
+    saved = amf._SUPER_TILE
+    try:
+        for st in ((1, 1), (2, 3), (3, 3)):
+            amf._SUPER_TILE = st
+            flow = sliding_window_amf(q, k, temporal_span=3, window=9)
+            grads = torch.autograd.grad(flow.displacement.pow(2).sum(), (q, k))
+            results.append((flow.displacement.detach(), grads))
+    finally:
+        amf._SUPER_TILE = saved
+    for disp, grads in results[1:]:
+        torch.testing.assert_close(disp, results[0][0], atol=1e-4, rtol=1e-5)
+        for a, b in zip(grads, results[0][1]):
+            torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-4)
