@@ -31,6 +31,7 @@ from .losses import amf_loss, window_loss
 SIZES = {
     "paper": (21, 30, 52, 128),
     "source": (21, 23, 40, 128),
+    "tiny": (4, 6, 8, 16),  # smoke test of the command itself
 }
 
 
