@@ -73,7 +73,7 @@ def wan_geometry(model_patcher, input_name: str = "model") -> WanGeometry:
     if not isinstance(dm, wan_model.WanModel):
         got = type(dm).__name__ if dm is not None else type(model_patcher).__name__
         raise ValueError(f"{input_name}: FastVMT needs a Wan video DiT (Wan 2.1 / 2.2, loaded with 'Load Diffusion "
-                         f"Model'); this model is a {got}. Connect a Wan model.")
+                         f"Model'); this model's DiT is {got}. Connect a Wan model.")
     channels = base.latent_format.latent_channels
     return WanGeometry(type(dm).__name__, len(dm.blocks), dm.dim, dm.num_heads, dm.dim // dm.num_heads,
                        channels, tuple(dm.patch_size))

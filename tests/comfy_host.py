@@ -77,6 +77,7 @@ __all__ = [
     "run_graph",
     "validate_graph",
     "make_tiny_wan",
+    "make_tiny_ltxv",
     "make_tiny_wan_vae",
     "cached_tiny_wan_vae",
     "tiny_wan_state_dict",
@@ -888,6 +889,16 @@ class ComfyHost:
             self.refresh_file_lists()
         return name
 
+    def tiny_ltxv(self, *, num_layers: int = 1, head_dim: int = 4, seed: int = 0) -> str:
+        """Write (once) a tiny random LTX-Video DiT (a non-Wan video model that
+        ``UNETLoader`` detects) into models/diffusion_models; returns its name."""
+        name = f"fastvmt_tiny_ltxv_l{num_layers}_h{head_dim}_s{seed}.safetensors"
+        path = self.model_dir("diffusion_models") / name
+        if not path.exists():
+            make_tiny_ltxv(path, num_layers=num_layers, head_dim=head_dim, seed=seed)
+            self.refresh_file_lists()
+        return name
+
     def tiny_vae(self, *, seed: int = 0) -> str:
         """Cached tiny-random Wan 2.1 VAE, linked into models/vae; returns its name."""
         src = cached_tiny_wan_vae(seed=seed)
@@ -1139,6 +1150,42 @@ def make_tiny_wan(path, *, dim=256, num_layers=16, in_dim=16, out_dim=16, ffn_di
     meta = {"fastvmt_tiny": json.dumps(dict(dim=dim, num_layers=num_layers, in_dim=in_dim, out_dim=out_dim,
                                             ffn_dim=ffn_dim, seed=seed, dtype=str(dtype),
                                             version=WEIGHTS_VERSION))}
+    save_file(sd, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    return path
+
+
+def _ltxv_meta_shapes(num_layers, head_dim):
+    import torch
+    _prepare_comfy_imports()
+    import comfy.ops
+    from comfy.ldm.lightricks.model import LTXVModel
+    # model_detection reads num_layers (block count), attention_head_dim
+    # (attn2.to_k rows // 32) and cross_attention_dim (attn2.to_k columns);
+    # in_channels (128), 32 heads and caption_channels (4096) are defaults.
+    inner = 32 * head_dim
+    with torch.device("meta"):
+        m = LTXVModel(in_channels=128, cross_attention_dim=inner, attention_head_dim=head_dim,
+                      num_attention_heads=32, caption_channels=4096, num_layers=num_layers,
+                      operations=comfy.ops.disable_weight_init)
+    return {k: tuple(v.shape) for k, v in m.state_dict().items()}
+
+
+def make_tiny_ltxv(path, *, num_layers=1, head_dim=4, seed=0, dtype=None) -> Path:
+    """Write a tiny random LTX-Video DiT ``.safetensors`` (ComfyUI's
+    ``LTXVModel``, 32 heads of ``head_dim``, 128 latent channels) that
+    ComfyUI's model detection recognises as ``ltxv``: a video DiT that is
+    *not* a Wan model (for "wrong model" tests)."""
+    import torch
+    from safetensors.torch import save_file
+    dtype = dtype or torch.float32
+    shapes = _ltxv_meta_shapes(num_layers, head_dim)
+    sd = {k: _init_tensor(k, s, seed).to(dtype).contiguous() for k, s in shapes.items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    meta = {"fastvmt_tiny": json.dumps(dict(kind="ltxv", num_layers=num_layers, head_dim=head_dim, seed=seed,
+                                            dtype=str(dtype), version=WEIGHTS_VERSION))}
     save_file(sd, str(tmp), metadata=meta)
     os.replace(tmp, path)
     return path

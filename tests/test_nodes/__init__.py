@@ -6,7 +6,10 @@ All names start with ``FastVMTTest`` so they cannot clash with real nodes.
 * FastVMTTestConditioning - stand-in for a UMT5-XXL text encoder: seeded
   random CONDITIONING ``[[tensor[1, tokens, 4096], {}]]``.
 * FastVMTTestLatent      - seeded random video LATENT ``{"samples": [B, C, F, H, W]}``.
-* FastVMTTestImage       - seeded smooth random IMAGE batch ``[N, H, W, 3]`` in [0, 1].
+* FastVMTTestImage       - seeded smooth random IMAGE batch ``[N, H, W, 3]`` in [0, 1]
+                           (``frames`` may be 0: an empty batch).
+  Both take an optional ``fill``: "random" (default), or "nan" / "inf": the
+  same random values with one element set to NaN / +inf (a corrupt input).
 * FastVMTTestInspect     - output node taking anything; reports tensor stats
                            as UI output (lets any graph pass validation).
 """
@@ -25,12 +28,24 @@ except Exception:  # pragma: no cover - very old ComfyUI
 
 TEXT_DIM = 4096
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
+FILLS = ["random", "nan", "inf"]
 
 
 def _generator(seed, salt=""):
     # Deterministic across processes: no Python hash() (it is salted per process).
     mixed = (int(seed) * 0x9E3779B1 + zlib.crc32(salt.encode("utf-8"))) & 0x7FFFFFFFFFFFFFFF
     return torch.Generator(device="cpu").manual_seed(mixed)
+
+
+def _apply_fill(x, fill):
+    """"random": unchanged; "nan" / "inf": one element (the first) replaced."""
+    if fill == "random" or x.numel() == 0:
+        return x
+    if fill not in ("nan", "inf"):
+        raise ValueError(f"fill: unknown value {fill!r} (expected one of {FILLS})")
+    x = x.clone()
+    x.view(-1)[0] = float(fill)
+    return x
 
 
 def _intermediate_device():
@@ -79,6 +94,7 @@ class FastVMTTestLatent:
             "optional": {
                 "batch_size": ("INT", {"default": 1, "min": 1, "max": 64}),
                 "scale": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.01}),
+                "fill": (FILLS, {"default": "random"}),
             },
         }
 
@@ -86,10 +102,11 @@ class FastVMTTestLatent:
     FUNCTION = "make"
     CATEGORY = "FastVMT/testing"
 
-    def make(self, seed, channels, frames, height, width, batch_size=1, scale=1.0):
+    def make(self, seed, channels, frames, height, width, batch_size=1, scale=1.0, fill="random"):
         g = _generator(seed, "latent")
         shape = (int(batch_size), int(channels), int(frames), int(height), int(width))
         x = torch.randn(shape, generator=g, dtype=torch.float32) * float(scale)
+        x = _apply_fill(x, fill)
         return ({"samples": x.to(_intermediate_device())},)
 
 
@@ -102,9 +119,12 @@ class FastVMTTestImage:
         return {
             "required": {
                 "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED}),
-                "frames": ("INT", {"default": 5, "min": 1, "max": 4096}),
+                "frames": ("INT", {"default": 5, "min": 0, "max": 4096}),
                 "height": ("INT", {"default": 64, "min": 8, "max": 8192, "step": 8}),
                 "width": ("INT", {"default": 64, "min": 8, "max": 8192, "step": 8}),
+            },
+            "optional": {
+                "fill": (FILLS, {"default": "random"}),
             },
         }
 
@@ -112,12 +132,13 @@ class FastVMTTestImage:
     FUNCTION = "make"
     CATEGORY = "FastVMT/testing"
 
-    def make(self, seed, frames, height, width):
+    def make(self, seed, frames, height, width, fill="random"):
         g = _generator(seed, "image")
         coarse = torch.rand((int(frames), 3, max(1, height // 8), max(1, width // 8)), generator=g)
         img = torch.nn.functional.interpolate(coarse, size=(int(height), int(width)), mode="bilinear",
                                               align_corners=False)
-        return (img.clamp(0, 1).permute(0, 2, 3, 1).contiguous().to(_intermediate_device()),)
+        img = img.clamp(0, 1).permute(0, 2, 3, 1).contiguous()
+        return (_apply_fill(img, fill).to(_intermediate_device()),)
 
 
 def _stats(value):
