@@ -31,6 +31,8 @@ class FastVMTSettings:
     guidance_fraction: float = 0.2    # guided share of the outer steps
     reference_noise: str = "renoise"  # renoise: reference re-noised per guided step (released code); clean: once
     reference_seed: int = 0           # seed of the fixed reference noise
+    exit_block: int = -1              # -1: stop inside the motion block (early exit); N: run blocks up to N
+                                      # (the released code truncates after 20); N past the last block: whole DiT
 
     def __post_init__(self):
         object.__setattr__(self, "tile", tuple(int(t) for t in self.tile))
@@ -53,6 +55,7 @@ class FastVMTSettings:
         _float_range("lr_end", self.lr_end, 0.0, 1.0)
         _float_range("guidance_fraction", self.guidance_fraction, 0.0, 1.0)
         _int_range("reference_seed", self.reference_seed, 0, 2**64 - 1)
+        _int_range("exit_block", self.exit_block, -1, 10_000)
         if self.lambda_amf == 0 and self.lambda_window == 0 and self.mode != "No_transfer":
             raise ValueError("lambda_amf and lambda_window are both 0: nothing to optimise; "
                              "set one above 0 or use mode 'No_transfer'")
@@ -60,6 +63,12 @@ class FastVMTSettings:
     @property
     def guided(self) -> bool:
         return self.mode != "No_transfer" and self.inner_steps > 0 and self.guidance_fraction > 0
+
+    def check_exit_block(self) -> None:
+        """exit_block and motion_block come from different nodes: checked once both are known."""
+        if 0 <= self.exit_block < self.motion_block:
+            raise ValueError(f"exit_block must be -1 (early exit) or at least motion_block ({self.motion_block}); "
+                             f"got {self.exit_block}")
 
     @property
     def effective_interval(self) -> int:

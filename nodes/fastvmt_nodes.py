@@ -187,17 +187,21 @@ class StepSkipSettings(io.ComfyNode):
                                        "once from the clean latent (one reference pass per run)."),
                 io.Int.Input("reference_seed", default=d.reference_seed, min=0, max=0xffffffffffffffff,
                              tooltip="Seed of the fixed noise used to re-noise the reference."),
+                io.Int.Input("exit_block", default=d.exit_block, min=-1, max=999, optional=True,
+                             tooltip="Advanced, for benchmarks. -1 (default): guidance passes stop inside the "
+                                     "motion block once its queries/keys exist (fastest). N: run blocks up to N "
+                                     "(the released code stops after 20). 999: the whole DiT and head."),
             ],
             outputs=[Settings.Output("settings")],
         )
 
     @classmethod
     def execute(cls, mode, interval, inner_steps, lr_start, lr_end, guided_fraction, lambda_amf, lambda_window,
-                reference_noise, reference_seed) -> io.NodeOutput:
+                reference_noise, reference_seed, exit_block=-1) -> io.NodeOutput:
         return io.NodeOutput(_settings_or_error(
             mode=mode, interval=interval, inner_steps=inner_steps, lr_start=lr_start, lr_end=lr_end,
             guidance_fraction=guided_fraction, lambda_amf=lambda_amf, lambda_window=lambda_window,
-            reference_noise=reference_noise, reference_seed=reference_seed))
+            reference_noise=reference_noise, reference_seed=reference_seed, exit_block=exit_block))
 
 
 def _motion_inputs():

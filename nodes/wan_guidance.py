@@ -281,8 +281,8 @@ class GuidanceContext:
     ref_noise: torch.Tensor           # fixed-seed noise for re-noising the reference
     settings: FastVMTSettings
     counter: PassCounter = field(default_factory=PassCounter)
-    progress: object = None           # callable(inner_step_done) -> None
-    exit_block: int | None = None     # benchmark knob, see capture_qk
+    progress: object = None           # callable(outer_step, inner_step, x) -> None
+    exit_block: int | None = None     # capture_qk's form of settings.exit_block
     ref_flow_cache: object = None
     step_log: list = field(default_factory=list)
 
@@ -402,7 +402,12 @@ def resolve_settings(motion: MotionReference, settings: FastVMTSettings | None) 
     """Extraction knobs come from the motion, guidance knobs from the settings node."""
     from .motion import EXTRACTION_FIELDS
     base = settings if settings is not None else FastVMTSettings()
-    return base.replace(**{name: getattr(motion.settings, name) for name in EXTRACTION_FIELDS})
+    resolved = base.replace(**{name: getattr(motion.settings, name) for name in EXTRACTION_FIELDS})
+    try:
+        resolved.check_exit_block()
+    except ValueError as exc:
+        raise ValueError(f"settings: {exc}") from None
+    return resolved
 
 
 def check_motion_matches(motion: MotionReference, geometry: WanGeometry, latent_shape, where: str = "motion"):
@@ -422,9 +427,16 @@ def check_motion_matches(motion: MotionReference, geometry: WanGeometry, latent_
                          "frames), or make the empty latent match the reference.")
 
 
+def _capture_exit_block(settings: FastVMTSettings, geometry: WanGeometry) -> int | None:
+    """settings.exit_block -> capture_qk's exit_block (None: early exit, -1: whole DiT)."""
+    if settings.exit_block < 0 or settings.exit_block == settings.motion_block:
+        return None
+    return -1 if settings.exit_block >= geometry.num_blocks - 1 else settings.exit_block
+
+
 def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, noise, latent_image, denoise_mask,
                             disable_pbar, *, motion: MotionReference, settings: FastVMTSettings,
-                            exit_block: int | None = None, report: dict | None = None):
+                            report: dict | None = None):
     sampler = executor.class_obj
     n_steps = len(sigmas) - 1
     n_guided = guided_step_count(n_steps, settings.guidance_fraction) if settings.guided else 0
@@ -434,7 +446,8 @@ def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, nois
         raise ValueError(f"FastVMT guidance works with ComfyUI's k-diffusion samplers (KSAMPLER); this sampler is a "
                          f"{type(sampler).__name__}. Pick a sampler from KSamplerSelect or the KSampler list.")
     base_model = guider.inner_model
-    check_motion_matches(motion, wan_geometry(guider.model_patcher), noise.shape)
+    geometry = wan_geometry(guider.model_patcher)
+    check_motion_matches(motion, geometry, noise.shape)
     device = noise.device
 
     ref_conds = guider.conds["positive"]
@@ -450,7 +463,8 @@ def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, nois
     progress = _Progress(callback, n_steps, n_guided, settings.inner_steps)
     ctx = GuidanceContext(base_model=base_model, model_options=extra_args["model_options"],
                           gen_conds=guider.conds["positive"], ref_conds=ref_conds, ref_latent=ref_latent,
-                          ref_noise=ref_noise, settings=settings, progress=progress.inner_step, exit_block=exit_block)
+                          ref_noise=ref_noise, settings=settings, progress=progress.inner_step,
+                          exit_block=_capture_exit_block(settings, geometry))
     guided = copy.copy(sampler)
     guided.sampler_function = functools.partial(
         guided_sampling, inner=sampler.sampler_function, n_guided=n_guided,
@@ -490,7 +504,7 @@ def _summary(ctx: GuidanceContext, n_steps, n_guided, seconds) -> dict:
 
 
 def apply_fastvmt(model_patcher, motion: MotionReference, settings: FastVMTSettings | None, *,
-                  exit_block: int | None = None, report: dict | None = None):
+                  report: dict | None = None):
     """A clone of ``model_patcher`` whose sampling runs FastVMT guidance; the input is untouched."""
     resolved = resolve_settings(motion, settings)
     geometry = wan_geometry(model_patcher)
@@ -501,6 +515,5 @@ def apply_fastvmt(model_patcher, motion: MotionReference, settings: FastVMTSetti
     if resolved.guided:
         clone.add_wrapper_with_key(
             comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE, WRAPPER_KEY,
-            functools.partial(fastvmt_sampler_wrapper, motion=motion, settings=resolved, exit_block=exit_block,
-                              report=report))
+            functools.partial(fastvmt_sampler_wrapper, motion=motion, settings=resolved, report=report))
     return clone, resolved

@@ -223,3 +223,6 @@ def test_settings_round_trip_and_unknown_keys():
         FastVMTSettings.from_dict({"windw": 3})
     with pytest.raises(ValueError, match="nothing to optimise"):
         FastVMTSettings(lambda_amf=0, lambda_window=0)
+    with pytest.raises(ValueError, match=r"exit_block must be -1 \(early exit\) or at least motion_block \(14\)"):
+        FastVMTSettings(exit_block=5).check_exit_block()
+    FastVMTSettings(exit_block=5, motion_block=3).check_exit_block()

@@ -48,7 +48,7 @@ def base_graph(model, *, channels=16, block=BLOCK, frames=FRAMES, settings=None,
 def settings_inputs(**overrides):
     base = {"mode": "effi_AMF", "interval": 3, "inner_steps": 10, "lr_start": 0.003, "lr_end": 0.002,
             "guided_fraction": 0.2, "lambda_amf": 5.0, "lambda_window": 1.0, "reference_noise": "renoise",
-            "reference_seed": 0}
+            "reference_seed": 0, "exit_block": -1}
     base.update(overrides)
     return base
 
@@ -330,3 +330,14 @@ def test_loaded_motion_from_other_geometry_is_a_clear_error(run_graph, comfy, ti
     g2["motion"] = {"class_type": "FastVMTLoadMotion", "inputs": {"motion_file": "m48.safetensors"}}
     r2 = run_graph(g2)
     assert not r2.success and "48 channels but this model samples 16-channel latents" in r2.exception_message
+
+
+@pytest.mark.parametrize("exit_block,blocks_per_pass", [(-1, BLOCK + 1), (6, 7), (999, 16)])
+def test_exit_block_setting(run_graph, tiny_wan, fastvmt_pack, exit_block, blocks_per_pass):
+    """The advanced exit block reproduces the released code's truncation (and a full forward)
+    for benchmarks; the guided latent does not depend on where the pass stops."""
+    r = run_graph(base_graph(tiny_wan, settings={"exit_block": exit_block})).raise_for_error()
+    rep = report(r)
+    assert rep["block_evaluations"] == rep["dit_passes"] * blocks_per_pass
+    early = run_graph(base_graph(tiny_wan)).raise_for_error()
+    torch.testing.assert_close(samples(r), samples(early), atol=1e-5, rtol=1e-5)
