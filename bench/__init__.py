@@ -1,0 +1,1 @@
+"""Benchmarks that need the ComfyUI host (see sampling.py)."""
