@@ -10,6 +10,7 @@ from .losses import amf_loss, window_loss, total_loss, offset_weights
 from .optimize import optimize_latent, OptimizeStats
 from .schedule import guided_step_count, guided_steps
 from .settings import FastVMTSettings, MODES, REFERENCE_NOISE_MODES
+from .fidelity import motion_fidelity, motion_fidelity_report, FidelityReport
 
 __all__ = [
     "MotionFlow", "global_amf", "sliding_window_amf", "frame_pairs",
@@ -17,4 +18,5 @@ __all__ = [
     "optimize_latent", "OptimizeStats",
     "guided_step_count", "guided_steps",
     "FastVMTSettings", "MODES", "REFERENCE_NOISE_MODES",
+    "motion_fidelity", "motion_fidelity_report", "FidelityReport",
 ]

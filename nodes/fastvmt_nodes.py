@@ -15,6 +15,7 @@ import folder_paths
 import nodes as comfy_nodes
 
 from ..fastvmt_core import FastVMTSettings
+from .fidelity_node import MotionFidelity
 from .motion import MotionReference, load_motion, save_motion
 from .wan_guidance import apply_fastvmt, check_block_index, check_motion_matches, resolve_settings, wan_geometry
 
@@ -357,4 +358,4 @@ class LoadMotion(io.ComfyNode):
         return True
 
 
-NODE_LIST = [ExtractMotion, StepSkipSettings, GuidanceSampler, ApplyMotion, SaveMotion, LoadMotion]
+NODE_LIST = [ExtractMotion, StepSkipSettings, GuidanceSampler, ApplyMotion, SaveMotion, LoadMotion, MotionFidelity]

@@ -1,0 +1,693 @@
+#!/usr/bin/env python3
+"""Run a FastVMT API workflow on a running ComfyUI, headless.
+
+    python fastvmt_runner.py fastvmt_wan21_t2v_motion_transfer --video clip.mp4 \\
+        --prompt "a red fox running through snow" --steps 50 --seed 7
+
+The workflow is an API-format file (``example_workflows/api/*.api.json``, or any file
+saved with the frontend's "Export (API)"), or the bare name of a shipped example. The
+runner
+
+1. checks the server (``/system_stats``), that every node type is installed and that every
+   model file the loaders name is in ComfyUI's ``models/`` folders;
+2. uploads the reference video (``--video``) and a saved motion (``--motion``) through
+   ``/upload/image`` when they are local files;
+3. applies the overrides, queues the prompt (``POST /prompt``) and shows progress from the
+   websocket (``/ws``);
+4. waits for the result (``/history``) and downloads the videos it wrote (``/view``) into
+   ``--out-dir``.
+
+Overrides find their nodes by structure, not by id: ``--prompt`` sets the ``text`` of the
+text-encoder nodes that feed a sampler's ``positive`` input (repeat it to give one text
+per sampler, in node-id order), ``--negative`` those feeding ``negative``; ``--width``,
+``--height`` and ``--frames`` set every node with ``width`` / ``height`` / ``length``
+widgets (reference extraction and empty latent together), ``--seed`` / ``--steps`` every
+sampler, ``--output-prefix`` every Save Video node.
+
+Exit codes: 0 done, 2 bad arguments or workflow, 3 server unreachable, 4 missing model,
+node type or input file, 5 prompt rejected by ComfyUI (its node_errors are printed),
+6 execution failed or was interrupted, 7 timed out. Standard library only; the progress
+display uses aiohttp (always installed with ComfyUI) and falls back to polling without it.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import json
+import mimetypes
+import os
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Optional
+
+EXAMPLES_API_DIR = Path(__file__).resolve().parent / "example_workflows" / "api"
+
+EXIT_OK, EXIT_USAGE, EXIT_SERVER, EXIT_MISSING, EXIT_REJECTED, EXIT_FAILED, EXIT_TIMEOUT = 0, 2, 3, 4, 5, 6, 7
+
+# loader class -> [(input name, models/ folder)]
+MODEL_INPUTS = {
+    "UNETLoader": [("unet_name", "diffusion_models")],
+    "CLIPLoader": [("clip_name", "text_encoders")],
+    "DualCLIPLoader": [("clip_name1", "text_encoders"), ("clip_name2", "text_encoders")],
+    "VAELoader": [("vae_name", "vae")],
+    "CheckpointLoaderSimple": [("ckpt_name", "checkpoints")],
+    "LoraLoader": [("lora_name", "loras")],
+    "LoraLoaderModelOnly": [("lora_name", "loras")],
+    "CLIPVisionLoader": [("clip_name", "clip_vision")],
+}
+INPUT_FILE_INPUTS = {"LoadVideo": "file", "FastVMTLoadMotion": "motion_file", "LoadImage": "image"}
+SAMPLER_TYPES = {"KSampler", "KSamplerAdvanced", "FastVMTGuidanceSampler"}
+VIDEO_EXTENSIONS = {".mp4", ".webm", ".mov", ".mkv", ".gif", ".webp", ".avi"}
+
+
+class RunnerError(Exception):
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+# ---------------------------------------------------------------------------
+# HTTP (urllib)
+# ---------------------------------------------------------------------------
+
+class Client:
+    def __init__(self, server: str, timeout: float = 30.0):
+        server = server.strip().rstrip("/")
+        if "://" not in server:
+            server = "http://" + server
+        self.base = server
+        self.timeout = timeout
+        self.client_id = uuid.uuid4().hex
+
+    @property
+    def ws_url(self) -> str:
+        scheme = "wss" if self.base.startswith("https") else "ws"
+        return f"{scheme}://{self.base.split('://', 1)[1]}/ws?clientId={self.client_id}"
+
+    def _open(self, req):
+        try:
+            return urllib.request.urlopen(req, timeout=self.timeout)
+        except urllib.error.HTTPError:
+            raise
+        except (urllib.error.URLError, ConnectionError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise RunnerError(EXIT_SERVER, f"cannot reach ComfyUI at {self.base} ({reason}). Is it running? "
+                                           f"Start it with 'python main.py --listen 127.0.0.1 --port "
+                                           f"{urllib.parse.urlsplit(self.base).port or 8188}' or pass --server "
+                                           "host:port.") from None
+
+    def get_json(self, path: str):
+        with self._open(urllib.request.Request(self.base + path)) as r:
+            return json.loads(r.read().decode("utf-8"))
+
+    def post_json(self, path: str, payload) -> tuple[int, object]:
+        data = json.dumps(payload).encode("utf-8")
+        req = urllib.request.Request(self.base + path, data=data, headers={"Content-Type": "application/json"})
+        try:
+            with self._open(req) as r:
+                return r.status, _json_or_text(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, _json_or_text(e.read())
+
+    def upload(self, path: Path, subfolder: str = "") -> str:
+        """Upload a local file into ComfyUI's input folder; returns the name to use in a widget."""
+        boundary = uuid.uuid4().hex
+        ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        parts = []
+        for name, value in (("type", "input"), ("overwrite", "true"), ("subfolder", subfolder)):
+            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{path.name}"\r\n'
+                     f"Content-Type: {ctype}\r\n\r\n".encode())
+        body = b"".join(parts) + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+        req = urllib.request.Request(self.base + "/upload/image", data=body,
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        try:
+            with self._open(req) as r:
+                info = json.loads(r.read().decode("utf-8"))
+        except urllib.error.HTTPError as e:
+            raise RunnerError(EXIT_FAILED, f"upload of {path} failed: HTTP {e.code} {e.read()[:200]!r}") from None
+        name = info["name"]
+        return f"{info['subfolder']}/{name}" if info.get("subfolder") else name
+
+    def download(self, entry: dict, dest_dir: Path) -> Path:
+        query = urllib.parse.urlencode({"filename": entry["filename"], "subfolder": entry.get("subfolder", ""),
+                                        "type": entry.get("type", "output")})
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        dest = dest_dir / entry["filename"]
+        with self._open(urllib.request.Request(f"{self.base}/view?{query}")) as r, open(dest, "wb") as f:
+            shutil.copyfileobj(r, f)
+        return dest
+
+
+def _json_or_text(raw: bytes):
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return raw.decode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------------------
+# workflow loading and overrides
+# ---------------------------------------------------------------------------
+
+def load_workflow(arg: str) -> dict:
+    path = Path(arg)
+    if not path.is_file():
+        for cand in (EXAMPLES_API_DIR / f"{arg}.api.json", EXAMPLES_API_DIR / arg):
+            if cand.is_file():
+                path = cand
+                break
+        else:
+            names = sorted(p.name[:-len(".api.json")] for p in EXAMPLES_API_DIR.glob("*.api.json"))
+            raise RunnerError(EXIT_USAGE, f"workflow {arg!r}: no such file, and not a shipped example "
+                                          f"({', '.join(names) or 'none found'})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise RunnerError(EXIT_USAGE, f"workflow {path}: cannot read it as JSON ({e})") from None
+    if isinstance(data, dict) and "prompt" in data and isinstance(data["prompt"], dict):
+        data = data["prompt"]
+    if not isinstance(data, dict) or "nodes" in data or not all(
+            isinstance(v, dict) and "class_type" in v for v in data.values()):
+        raise RunnerError(EXIT_USAGE, f"workflow {path}: not an API-format prompt (a UI workflow? use the "
+                                      "'.api.json' file, or the frontend's Workflow > Export (API))")
+    return data
+
+
+def _is_link(v) -> bool:
+    return isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) and isinstance(v[1], int)
+
+
+def _sorted_ids(prompt: dict):
+    return sorted(prompt, key=lambda k: (0, int(k)) if k.isdigit() else (1, k))
+
+
+def text_sources(prompt: dict, sampler_input: str) -> list[str]:
+    """Ids of the nodes with a ``text`` widget that feed a sampler's ``sampler_input``."""
+    found = []
+    for nid in _sorted_ids(prompt):
+        node = prompt[nid]
+        if node["class_type"] not in SAMPLER_TYPES:
+            continue
+        ref = node["inputs"].get(sampler_input)
+        if _is_link(ref) and ref[0] in prompt and "text" in prompt[ref[0]]["inputs"] \
+                and not _is_link(prompt[ref[0]]["inputs"]["text"]) and ref[0] not in found:
+            found.append(ref[0])
+    return sorted(found, key=lambda k: (0, int(k)) if k.isdigit() else (1, k))
+
+
+def _set_all(prompt: dict, key: str, value, class_types=None) -> int:
+    n = 0
+    for node in prompt.values():
+        if class_types is not None and node["class_type"] not in class_types:
+            continue
+        if key in node["inputs"] and not _is_link(node["inputs"][key]):
+            node["inputs"][key] = value
+            n += 1
+    return n
+
+
+def _set_texts(prompt: dict, ids: list[str], texts: list[str], what: str):
+    if not ids:
+        raise RunnerError(EXIT_USAGE, f"--{what}: the workflow has no text node feeding a sampler's '{what}' input")
+    if len(texts) == 1:
+        texts = texts * len(ids)
+    if len(texts) != len(ids):
+        raise RunnerError(EXIT_USAGE, f"--{what} given {len(texts)} times but the workflow has {len(ids)} "
+                                      f"{what if what == 'negative' else 'positive'} prompt nodes (ids {', '.join(ids)}): give it once or {len(ids)} times")
+    for nid, text in zip(ids, texts):
+        prompt[nid]["inputs"]["text"] = text
+
+
+def apply_overrides(prompt: dict, args, uploaded: dict) -> list[str]:
+    """Apply the command-line overrides in place; returns a human-readable list of changes."""
+    changes = []
+
+    def need(count, flag):
+        if count == 0:
+            raise RunnerError(EXIT_USAGE, f"{flag}: no node in this workflow takes it")
+
+    if args.video is not None:
+        n = _set_all(prompt, "file", uploaded.get("video", args.video), {"LoadVideo"})
+        need(n, "--video")
+        changes.append(f"reference video: {uploaded.get('video', args.video)}")
+    if args.motion is not None:
+        n = _set_all(prompt, "motion_file", uploaded.get("motion", args.motion), {"FastVMTLoadMotion"})
+        need(n, "--motion")
+        changes.append(f"motion file: {uploaded.get('motion', args.motion)}")
+    if args.prompt:
+        _set_texts(prompt, text_sources(prompt, "positive"), args.prompt, "prompt")
+        changes.append(f"prompt: {args.prompt if len(args.prompt) > 1 else args.prompt[0]!r}")
+    if args.negative:
+        _set_texts(prompt, text_sources(prompt, "negative"), args.negative, "negative")
+        changes.append("negative prompt set")
+    for flag, keys, value, types in (("--seed", ("seed", "noise_seed"), args.seed, SAMPLER_TYPES),
+                                     ("--steps", ("steps",), args.steps, SAMPLER_TYPES),
+                                     ("--width", ("width",), args.width, None),
+                                     ("--height", ("height",), args.height, None),
+                                     ("--frames", ("length",), args.frames, None),
+                                     ("--output-prefix", ("filename_prefix",), args.output_prefix, {"SaveVideo"})):
+        if value is None:
+            continue
+        n = sum(_set_all(prompt, key, value, types) for key in keys)
+        need(n, flag)
+        changes.append(f"{keys[0]} = {value} ({n} node{'s' if n > 1 else ''})")
+    if args.output_prefix is not None and len([1 for v in prompt.values() if v["class_type"] == "SaveVideo"]) > 1:
+        # several outputs: keep them apart
+        for i, nid in enumerate(nid for nid in _sorted_ids(prompt) if prompt[nid]["class_type"] == "SaveVideo"):
+            prompt[nid]["inputs"]["filename_prefix"] = f"{args.output_prefix}_{'abcdefghijklmnopqrstuvwxyz'[i % 26]}"
+    for kv in args.set or ():
+        _set_raw(prompt, kv)
+        changes.append(f"set {kv}")
+    return changes
+
+
+def _set_raw(prompt: dict, kv: str):
+    """--set NODE.INPUT=VALUE (NODE: id or exact title; VALUE parsed as JSON when it parses)."""
+    try:
+        target, raw = kv.split("=", 1)
+        node_ref, key = target.rsplit(".", 1)
+    except ValueError:
+        raise RunnerError(EXIT_USAGE, f"--set {kv!r}: expected NODE.INPUT=VALUE") from None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    ids = [node_ref] if node_ref in prompt else [
+        nid for nid, n in prompt.items() if n.get("_meta", {}).get("title") == node_ref]
+    if not ids:
+        raise RunnerError(EXIT_USAGE, f"--set {kv!r}: no node with id or title {node_ref!r}")
+    for nid in ids:
+        prompt[nid]["inputs"][key] = value
+
+
+# ---------------------------------------------------------------------------
+# pre-flight checks
+# ---------------------------------------------------------------------------
+
+def preflight(client: Client, prompt: dict):
+    try:
+        client.get_json("/system_stats")
+    except urllib.error.HTTPError as e:
+        raise RunnerError(EXIT_SERVER, f"{client.base} answered HTTP {e.code} on /system_stats: is this ComfyUI?")
+    missing_types, infos = [], {}
+    for ct in sorted({n["class_type"] for n in prompt.values()}):
+        info = client.get_json(f"/object_info/{urllib.parse.quote(ct)}")
+        if ct not in info:
+            missing_types.append(ct)
+        else:
+            infos[ct] = info[ct]
+    if missing_types:
+        hint = " (the FastVMT nodes: is the pack in ComfyUI/custom_nodes and did it load? see ComfyUI's log)" \
+            if any(t.startswith("FastVMT") for t in missing_types) else ""
+        raise RunnerError(EXIT_MISSING, f"ComfyUI does not know the node type(s) {', '.join(missing_types)}{hint}")
+    lists = {}
+    missing = []
+    for nid in _sorted_ids(prompt):
+        node = prompt[nid]
+        for key, folder in MODEL_INPUTS.get(node["class_type"], ()):
+            name = node["inputs"].get(key)
+            if not isinstance(name, str):
+                continue
+            if folder not in lists:
+                try:
+                    lists[folder] = client.get_json(f"/models/{folder}")
+                except urllib.error.HTTPError:
+                    lists[folder] = None
+            if lists[folder] is not None and name not in lists[folder]:
+                missing.append(f"  {name}: put it in ComfyUI's models/{folder}/ folder (node {nid} "
+                               f"{node['class_type']}, input '{key}')")
+    if missing:
+        raise RunnerError(EXIT_MISSING, "model file(s) missing on the server:\n" + "\n".join(missing))
+    for nid in _sorted_ids(prompt):
+        node = prompt[nid]
+        key = INPUT_FILE_INPUTS.get(node["class_type"])
+        name = node["inputs"].get(key) if key else None
+        if not isinstance(name, str):
+            continue
+        options = combo_options(infos.get(node["class_type"], {}), key)
+        if options is not None and name not in options:
+            raise RunnerError(EXIT_MISSING, f"input file {name!r} (node {nid} {node['class_type']}, input '{key}') "
+                                            "is not in ComfyUI's input folder: pass a local file with "
+                                            f"--{'motion' if key == 'motion_file' else 'video'} to upload it")
+
+
+def combo_options(info: dict, key: str) -> Optional[list]:
+    """The allowed values of a combo input in an /object_info entry (V1 list or V3 'COMBO' + options)."""
+    for section in ("required", "optional"):
+        spec = info.get("input", {}).get(section, {}).get(key)
+        if not spec:
+            continue
+        if isinstance(spec[0], list):
+            return spec[0]
+        if spec[0] == "COMBO" and len(spec) > 1 and isinstance(spec[1], dict):
+            return spec[1].get("options")
+    return None
+
+
+def format_node_errors(prompt: dict, body) -> str:
+    if not isinstance(body, dict):
+        return str(body)
+    lines = []
+    err = body.get("error")
+    if isinstance(err, dict):
+        lines.append(f"{err.get('message', '')}: {err.get('details', '')}".strip(": "))
+    elif err:
+        lines.append(str(err))
+    for nid, ne in (body.get("node_errors") or {}).items():
+        title = prompt.get(nid, {}).get("_meta", {}).get("title") or ne.get("class_type", "")
+        for e in ne.get("errors", []):
+            detail = e.get("details") or ""
+            lines.append(f"  node {nid} ({ne.get('class_type', '?')}, '{title}'): {e.get('message', '')}"
+                         + (f": {detail}" if detail else ""))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# progress
+# ---------------------------------------------------------------------------
+
+class Progress:
+    def __init__(self, prompt: dict, stream=None, quiet=False):
+        self.prompt = prompt
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.node = None
+        self.done_nodes = set()
+        self.last_line = ""
+        self.last_step = {}
+        self.t0 = time.monotonic()
+
+    def _title(self, nid):
+        n = self.prompt.get(str(nid), {})
+        return n.get("_meta", {}).get("title") or n.get("class_type", str(nid))
+
+    def _emit(self, line, final=False):
+        if self.quiet:
+            return
+        if self.tty:
+            pad = max(0, len(self.last_line) - len(line))
+            self.stream.write("\r" + line + " " * pad + ("\n" if final else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+        self.last_line = "" if final else line
+
+    def executing(self, nid):
+        if nid is None:
+            return
+        if self.tty and self.last_line:
+            self._emit(self.last_line, final=True)
+        self.node = str(nid)
+        total = len(self.prompt)
+        self._emit(f"[{len(self.done_nodes) + 1}/{total}] {self._title(nid)} ({self.prompt.get(str(nid), {}).get('class_type', '?')})")
+        self.done_nodes.add(self.node)
+
+    def cached(self, nodes):
+        for n in nodes or ():
+            self.done_nodes.add(str(n))
+
+    def progress(self, value, maximum, nid=None):
+        maximum = max(int(maximum), 1)
+        value = min(int(value), maximum)
+        width = 30
+        filled = int(width * value / maximum)
+        bar = "#" * filled + "-" * (width - filled)
+        line = f"    {self._title(nid or self.node)}: [{bar}] {value}/{maximum}  {time.monotonic() - self.t0:6.1f}s"
+        key = str(nid or self.node)
+        if not self.tty:  # log files: every 10% only
+            step = int(10 * value / maximum)
+            if self.last_step.get(key) == step and value != maximum:
+                return
+            self.last_step[key] = step
+        self._emit(line)
+
+    def finish(self, text):
+        if self.tty and self.last_line:
+            self._emit(self.last_line, final=True)
+        self._emit(text, final=True)
+
+
+async def _watch_ws(client: Client, prompt_id_box: dict, progress: Progress, ready: asyncio.Event,
+                    deadline: Optional[float]):
+    """Follow the websocket until our prompt finishes; returns ('success'|'error'|'interrupted', data)."""
+    import aiohttp
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(client.ws_url, heartbeat=30, max_msg_size=0) as ws:
+            ready.set()
+            pending = []  # events that arrived before POST /prompt answered with our id
+            while True:
+                pid = prompt_id_box.get("id")
+                if pid is not None and pending:
+                    event = pending.pop(0)
+                else:
+                    if deadline is not None and time.monotonic() > deadline:
+                        return "timeout", None
+                    try:
+                        msg = await asyncio.wait_for(ws.receive(), timeout=0.5)
+                    except asyncio.TimeoutError:
+                        continue
+                    if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR):
+                        return "closed", None
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        continue  # binary previews
+                    try:
+                        event = json.loads(msg.data)
+                    except json.JSONDecodeError:
+                        continue
+                    if pid is None:
+                        pending.append(event)
+                        continue
+                kind, data = event.get("type"), event.get("data") or {}
+                if not isinstance(data, dict) or data.get("prompt_id") != pid:
+                    continue
+                if kind == "executing":
+                    if data.get("node") is None:
+                        return "success", data
+                    progress.executing(data.get("display_node") or data.get("node"))
+                elif kind == "execution_cached":
+                    progress.cached(data.get("nodes"))
+                elif kind == "progress":
+                    progress.progress(data.get("value", 0), data.get("max", 1), data.get("node"))
+                elif kind == "execution_success":
+                    return "success", data
+                elif kind == "execution_error":
+                    return "error", data
+                elif kind == "execution_interrupted":
+                    return "interrupted", data
+
+
+def _history_entry(client: Client, prompt_id: str):
+    hist = client.get_json(f"/history/{prompt_id}")
+    return hist.get(prompt_id)
+
+
+def _poll_history(client: Client, prompt_id: str, deadline: Optional[float], interval=1.0):
+    while True:
+        entry = _history_entry(client, prompt_id)
+        if entry and entry.get("status", {}).get("completed") is not None and (
+                entry["status"].get("completed") or entry["status"].get("status_str") == "error"):
+            return entry
+        if deadline is not None and time.monotonic() > deadline:
+            return None
+        time.sleep(interval)
+
+
+def _error_from_history(entry: dict) -> Optional[dict]:
+    for kind, data in entry.get("status", {}).get("messages", []):
+        if kind in ("execution_error", "execution_interrupted"):
+            return {"kind": kind, **data}
+    return None
+
+
+def output_files(entry: dict, prompt: dict) -> list[dict]:
+    files = []
+    for nid in _sorted_ids(entry.get("outputs", {})):
+        for key, items in entry["outputs"][nid].items():
+            if not isinstance(items, list):
+                continue
+            for it in items:
+                if isinstance(it, dict) and "filename" in it and it.get("type", "output") == "output":
+                    files.append({**it, "node": nid, "key": key})
+    return files
+
+
+# ---------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="fastvmt_runner.py",
+        description="Run a (FastVMT) API-format workflow on a running ComfyUI and download the videos it makes.",
+        epilog="Exit codes: 0 ok, 2 usage/workflow, 3 server unreachable, 4 missing model/node/input, "
+               "5 prompt rejected, 6 execution failed, 7 timeout.")
+    ap.add_argument("workflow", help="API-format workflow file (*.api.json) or the name of a shipped example, "
+                                     "e.g. fastvmt_wan21_t2v_motion_transfer")
+    ap.add_argument("--server", default=os.environ.get("COMFYUI_SERVER", "127.0.0.1:8188"),
+                    help="ComfyUI address host:port or URL (default: $COMFYUI_SERVER or 127.0.0.1:8188)")
+    ap.add_argument("--video", help="reference video: a local file (uploaded to ComfyUI's input folder) or the "
+                                    "name of a file already in that folder")
+    ap.add_argument("--motion", help="saved motion (.safetensors) for Load Motion: a local file (uploaded to "
+                                     "input/fastvmt/) or a name relative to the input folder")
+    ap.add_argument("--prompt", action="append", help="positive prompt; repeat to give one per sampler")
+    ap.add_argument("--negative", action="append", help="negative prompt; repeat to give one per sampler")
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--steps", type=int)
+    ap.add_argument("--width", type=int, help="video width (multiple of 16), reference and generation")
+    ap.add_argument("--height", type=int, help="video height (multiple of 16), reference and generation")
+    ap.add_argument("--frames", type=int, help="video length in frames (4k+1: 33, 49, 81, ...)")
+    ap.add_argument("--output-prefix", help="Save Video filename_prefix (a subfolder of ComfyUI's output folder "
+                                            "is allowed, e.g. video/fox)")
+    ap.add_argument("--set", action="append", metavar="NODE.INPUT=VALUE",
+                    help="any other input: NODE is a node id or its exact title; VALUE is JSON or a string")
+    ap.add_argument("--out-dir", default="fastvmt_outputs", help="where to download results (default: %(default)s)")
+    ap.add_argument("--no-download", action="store_true", help="do not download the results")
+    ap.add_argument("--timeout", type=float, default=0, help="give up after this many seconds (0: never)")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="print the final API prompt (after overrides, no upload) and exit; needs no server")
+    ap.add_argument("--quiet", action="store_true", help="no progress display")
+    return ap
+
+
+def run(argv=None, stdout=None, stderr=None) -> int:
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args, stdout, stderr)
+    except RunnerError as e:
+        print(f"error: {e}", file=stderr)
+        return e.code
+
+
+def _run(args, stdout, stderr) -> int:
+    prompt = load_workflow(args.workflow)
+    for flag in ("width", "height"):
+        v = getattr(args, flag)
+        if v is not None and (v < 16 or v % 16):
+            raise RunnerError(EXIT_USAGE, f"--{flag} {v}: must be a multiple of 16 (Wan's VAE and patch size)")
+    if args.frames is not None and (args.frames < 1 or (args.frames - 1) % 4):
+        raise RunnerError(EXIT_USAGE, f"--frames {args.frames}: must be 4k+1 (1, 5, 9, ..., 81)")
+
+    if args.dry_run:
+        prompt = copy.deepcopy(prompt)
+        apply_overrides(prompt, args, {})
+        print(json.dumps(prompt, indent=2, ensure_ascii=False), file=stdout)
+        return EXIT_OK
+
+    client = Client(args.server)
+    uploaded = {}
+    # check the server first: uploads need it anyway
+    try:
+        client.get_json("/system_stats")
+    except urllib.error.HTTPError as e:
+        raise RunnerError(EXIT_SERVER, f"{client.base} answered HTTP {e.code}: is this ComfyUI?") from None
+    for key, value, subfolder in (("video", args.video, ""), ("motion", args.motion, "fastvmt")):
+        if value is None:
+            continue
+        local = Path(value).expanduser()
+        if local.is_file():
+            uploaded[key] = client.upload(local, subfolder)
+            print(f"uploaded {local} -> input/{uploaded[key]}", file=stderr)
+        # else: the name of a file already in ComfyUI's input folder (checked in preflight)
+    prompt = copy.deepcopy(prompt)
+    for change in apply_overrides(prompt, args, uploaded):
+        print(f"  {change}", file=stderr)
+    preflight(client, prompt)
+
+    deadline = time.monotonic() + args.timeout if args.timeout and args.timeout > 0 else None
+    progress = Progress(prompt, stream=stderr, quiet=args.quiet)
+    try:
+        outcome, data = asyncio.run(_submit_and_watch(client, prompt, progress, deadline, stderr))
+    except KeyboardInterrupt:
+        try:
+            client.post_json("/interrupt", {})
+            print("\ninterrupted: asked ComfyUI to stop the running prompt", file=stderr)
+        except RunnerError:
+            pass
+        return 130
+    prompt_id = data["prompt_id"]
+
+    entry = None
+    if outcome in ("success", "error", "interrupted", "closed", "no-ws"):
+        # history is written just after the final websocket event
+        entry = _poll_history(client, prompt_id, deadline if outcome in ("closed", "no-ws") else
+                              time.monotonic() + 30, interval=0.2 if outcome != "no-ws" else 1.0)
+    if entry is None:
+        if outcome == "timeout" or deadline is not None:
+            client.post_json("/interrupt", {"prompt_id": prompt_id})
+            raise RunnerError(EXIT_TIMEOUT, f"timed out after {args.timeout:g}s (prompt {prompt_id}); "
+                                            "asked ComfyUI to interrupt it")
+        raise RunnerError(EXIT_FAILED, f"prompt {prompt_id} finished but has no history entry")
+    err = _error_from_history(entry)
+    status = entry.get("status", {}).get("status_str")
+    if err is not None or status == "error":
+        err = err or {}
+        if err.get("kind") == "execution_interrupted":
+            raise RunnerError(EXIT_FAILED, f"prompt {prompt_id} was interrupted")
+        title = prompt.get(str(err.get("node_id")), {}).get("_meta", {}).get("title", "")
+        raise RunnerError(EXIT_FAILED, f"ComfyUI failed in node {err.get('node_id')} ({err.get('node_type')}, "
+                                       f"'{title}'): {err.get('exception_type', '')}: "
+                                       f"{err.get('exception_message', '').strip()}")
+    elapsed = time.monotonic() - progress.t0
+    progress.finish(f"done in {elapsed:.1f}s (prompt {prompt_id})")
+    files = output_files(entry, prompt)
+    if not files:
+        print("the workflow finished but wrote no output files", file=stderr)
+    for f in files:
+        where = f"{f.get('subfolder') + '/' if f.get('subfolder') else ''}{f['filename']}"
+        if args.no_download:
+            print(f"output/{where}", file=stdout)
+            continue
+        dest = client.download(f, Path(args.out_dir))
+        print(str(dest), file=stdout)
+    return EXIT_OK
+
+
+async def _submit_and_watch(client: Client, prompt: dict, progress: Progress, deadline, stderr):
+    box = {}
+    ready = asyncio.Event()
+    watcher = None
+    try:
+        import aiohttp  # noqa: F401
+        watcher = asyncio.create_task(_watch_ws(client, box, progress, ready, deadline))
+        done, _ = await asyncio.wait({watcher, asyncio.create_task(ready.wait())}, timeout=10,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if watcher in done and watcher.exception() is not None:
+            print(f"(no live progress: websocket failed: {watcher.exception()})", file=stderr)
+            watcher = None
+    except ImportError:
+        print("(no live progress: aiohttp is not installed; polling /history)", file=stderr)
+    status, body = await asyncio.to_thread(client.post_json, "/prompt", {"prompt": prompt,
+                                                                         "client_id": client.client_id})
+    if status != 200 or not isinstance(body, dict) or "prompt_id" not in body:
+        if watcher is not None:
+            watcher.cancel()
+        raise RunnerError(EXIT_REJECTED, "ComfyUI rejected the prompt:\n" + format_node_errors(prompt, body))
+    box["id"] = body["prompt_id"]
+    print(f"queued prompt {box['id']}", file=stderr)
+    if watcher is None:
+        return "no-ws", {"prompt_id": box["id"]}
+    try:
+        outcome, data = await watcher
+    except Exception as e:  # noqa: BLE001  connection lost: fall back to polling
+        print(f"(websocket lost: {e}; polling /history)", file=stderr)
+        outcome, data = "closed", None
+    return outcome, {**(data or {}), "prompt_id": box["id"]}
+
+
+def main():
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

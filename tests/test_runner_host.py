@@ -1,0 +1,307 @@
+"""fastvmt_runner.py against a real ComfyUI server (``main.py --cpu`` in a subprocess).
+
+The server runs with ``--base-directory <tmp>``: in ComfyUI 0.3.64 that directory alone
+holds models/, input/, output/, user/ *and* custom_nodes/ (folder_paths.py), so the
+checkout's own custom_nodes are not loaded. The pack (this repository) and the test node
+pack (tests/test_nodes) are symlinked into ``<tmp>/custom_nodes/``.
+
+Model files are tiny random-weight stand-ins saved under the exact names the shipped
+workflows use: a 16-block dim-256 Wan 2.1 T2V as ``wan2.1_t2v_1.3B_fp16.safetensors``
+and the random-weight Wan 2.1 VAE as ``wan_2.1_vae.safetensors``. No stand-in can exist
+for the UMT5-XXL text encoder (its configuration is fixed at about 5.7B parameters), so
+the headless run swaps the workflow's ``CLIPTextEncode`` nodes for the test node
+``FastVMTTestConditioning`` (seeded random conditioning, same ``text`` input) and drops
+``CLIPLoader`` (``stand_in_text_encoders``). That transform lives here, not in the runner:
+users always have the real text encoder.
+
+The server is started once per module and always stopped (terminate, then kill).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from . import comfy_host
+from .test_workflows import WORKFLOW_DIR, check_ui_workflow, load_builder, ui_files
+
+REPO = comfy_host.REPO_ROOT
+SOURCE_VIDEO = REPO.parent / "shared" / "data" / "source.mp4"
+RUNNER = REPO / "fastvmt_runner.py"
+MAIN_API = WORKFLOW_DIR / "api" / "fastvmt_wan21_t2v_motion_transfer.api.json"
+TINY = ["--width", "64", "--height", "48", "--frames", "9", "--steps", "4"]
+PACK_DIR_NAME = "ComfyUI-FastVMT"
+
+
+def _load_runner():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("fastvmt_runner", RUNNER)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+fastvmt_runner = sys.modules.get("fastvmt_runner") or _load_runner()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stand_in_text_encoders(prompt: dict) -> dict:
+    """CLIPTextEncode -> FastVMTTestConditioning (same text), CLIPLoader removed."""
+    out = {}
+    for nid, node in prompt.items():
+        if node["class_type"] == "CLIPLoader":
+            continue
+        node = json.loads(json.dumps(node))
+        if node["class_type"] == "CLIPTextEncode":
+            node = {"class_type": "FastVMTTestConditioning", "_meta": node.get("_meta", {}),
+                    "inputs": {"seed": int(nid), "tokens": 8, "text": node["inputs"]["text"]}}
+        out[nid] = node
+    dangling = [nid for nid, n in out.items() for v in n["inputs"].values()
+                if isinstance(v, list) and len(v) == 2 and v[0] not in out]
+    assert not dangling, f"nodes still linked to a removed loader: {dangling}"
+    return out
+
+
+class Server:
+    def __init__(self, base: Path, port: int, proc: subprocess.Popen, log_path: Path):
+        self.base, self.port, self.proc, self.log_path = base, port, proc, log_path
+        self.address = f"127.0.0.1:{port}"
+
+    def log_tail(self, n=60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+    def get_json(self, path):
+        with urllib.request.urlopen(f"http://{self.address}{path}", timeout=30) as r:
+            return json.loads(r.read())
+
+
+def _start_server(base: Path) -> Server:
+    comfyui = comfy_host.find_comfyui()
+    port = free_port()
+    log_path = base / "server.log"
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1" if (os.cpu_count() or 1) <= 4 else str(os.cpu_count()))
+    cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+           "--base-directory", str(base), "--disable-auto-launch", "--disable-api-nodes"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=comfyui, stdout=log, stderr=subprocess.STDOUT, env=env)
+    server = Server(base, port, proc, log_path)
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited with {proc.returncode} during start-up:\n{server.log_tail()}")
+            try:
+                server.get_json("/system_stats")
+                return server
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"ComfyUI did not answer within 120 s:\n{server.log_tail()}")
+                time.sleep(0.3)
+    except BaseException:
+        _stop_server(proc)
+        raise
+
+
+def _stop_server(proc: subprocess.Popen):
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if comfy_host.find_comfyui() is None:
+        msg = "ComfyUI not found: set COMFYUI_PATH or check out ComfyUI at ~/comfy/ComfyUI"
+        if os.environ.get("FASTVMT_REQUIRE_COMFYUI", "").strip().lower() in ("1", "true", "yes", "on"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    base = tmp_path_factory.mktemp("comfy_server")
+    (base / "custom_nodes").mkdir()
+    (base / "custom_nodes" / PACK_DIR_NAME).symlink_to(REPO, target_is_directory=True)
+    (base / "custom_nodes" / "fastvmt_test_nodes").symlink_to(comfy_host.TEST_NODES_DIR, target_is_directory=True)
+    models = base / "models"
+    comfy_host.make_tiny_wan(models / "diffusion_models" / "wan2.1_t2v_1.3B_fp16.safetensors",
+                             dim=256, num_layers=16, in_dim=16, out_dim=16, ffn_dim=512)
+    (models / "vae").mkdir(parents=True)
+    (models / "vae" / "wan_2.1_vae.safetensors").symlink_to(comfy_host.cached_tiny_wan_vae())
+    srv = None
+    try:
+        srv = _start_server(base)
+        yield srv
+    finally:
+        if srv is not None:
+            _stop_server(srv.proc)
+
+
+def run_runner(args, *, subprocess_run=False, timeout=300):
+    """(exit code, stdout, stderr) of the runner, in-process or as ``python fastvmt_runner.py``."""
+    if subprocess_run:
+        r = subprocess.run([sys.executable, str(RUNNER), *args], capture_output=True, text=True, timeout=timeout,
+                           cwd=REPO)
+        return r.returncode, r.stdout, r.stderr
+    out, err = io.StringIO(), io.StringIO()
+    code = fastvmt_runner.run(list(args), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _tiny_workflow(tmp_path, src=MAIN_API) -> Path:
+    prompt = stand_in_text_encoders(json.loads(src.read_text(encoding="utf-8")))
+    path = tmp_path / src.name
+    path.write_text(json.dumps(prompt), encoding="utf-8")
+    return path
+
+
+def _need_source_video():
+    if not SOURCE_VIDEO.is_file():
+        pytest.skip(f"reference video {SOURCE_VIDEO} is absent (shared test data, not in the repository)")
+
+
+def _read_video(path: Path):
+    import av
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        frames = [f for f in c.decode(stream)]
+    return len(frames), frames[0].width, frames[0].height
+
+
+# ---------------------------------------------------------------------------
+
+
+def test_headless_run_writes_the_video(server, tmp_path):
+    """The main workflow end to end: upload, overrides, progress, history, download."""
+    _need_source_video()
+    wf = _tiny_workflow(tmp_path)
+    out_dir = tmp_path / "out"
+    t0 = time.monotonic()
+    code, out, err = run_runner([str(wf), "--server", server.address, "--video", str(SOURCE_VIDEO),
+                                 "--prompt", "a red fox running through snow", "--seed", "3", *TINY,
+                                 "--output-prefix", "video/headless", "--out-dir", str(out_dir)],
+                                subprocess_run=True)
+    assert code == 0, f"runner failed ({code}):\n{err}\n--- server log ---\n{server.log_tail()}"
+    assert "uploaded" in err and "[####" in err and "done in" in err, err
+    files = [Path(line) for line in out.split()]
+    assert len(files) == 1 and files[0].suffix == ".mp4" and files[0].parent == out_dir, out
+    assert _read_video(files[0]) == (9, 64, 48)
+    # the server really used the overrides and the stand-in prompt text
+    assert (server.base / "input" / "source.mp4").is_file()
+    assert (server.base / "output" / "video" / files[0].name).is_file()
+    print(f"headless run: {time.monotonic() - t0:.1f}s")
+
+
+def test_motion_library_extract_save_then_reuse_with_three_prompts(server, tmp_path):
+    """Extract + Save Motion once, then Load Motion (uploaded with --motion) feeding three
+    samplers with different prompts."""
+    _need_source_video()
+    code, out, err = run_runner([str(_tiny_workflow(tmp_path, WORKFLOW_DIR / "api" /
+                                                    "fastvmt_wan21_t2v_extract_and_save_motion.api.json")),
+                                 "--server", server.address, "--video", str(SOURCE_VIDEO),
+                                 "--width", "64", "--height", "48", "--frames", "9", "--out-dir", str(tmp_path / "m")])
+    assert code == 0, f"{err}\n--- server log ---\n{server.log_tail()}"
+    motion = [Path(p) for p in out.split()]
+    assert len(motion) == 1 and motion[0].suffix == ".safetensors", out
+    code, out, err = run_runner([str(_tiny_workflow(tmp_path, WORKFLOW_DIR / "api" /
+                                                    "fastvmt_wan21_t2v_reuse_saved_motion.api.json")),
+                                 "--server", server.address, "--motion", str(motion[0]),
+                                 "--prompt", "a fox", "--prompt", "an astronaut", "--prompt", "a dog",
+                                 "--steps", "2", "--width", "64", "--height", "48", "--frames", "9",
+                                 "--output-prefix", "video/lib", "--out-dir", str(tmp_path / "v")])
+    assert code == 0, f"{err}\n--- server log ---\n{server.log_tail()}"
+    videos = sorted(Path(p) for p in out.split())
+    assert [v.name for v in videos] == ["lib_a_00001_.mp4", "lib_b_00001_.mp4", "lib_c_00001_.mp4"], out
+    assert all(_read_video(v) == (9, 64, 48) for v in videos)
+
+
+def test_live_object_info_and_templates(server):
+    """The UI workflows fit the live server's /object_info; ComfyUI lists each shipped
+    workflow once as a template of the pack (and serves it)."""
+    info = server.get_json("/object_info")
+    b = load_builder()
+    for p in ui_files():
+        problems = check_ui_workflow(json.loads(p.read_text("utf-8")), info, known_model_files=set(b.MODEL_FILES))
+        assert not problems, f"{p.name}:\n" + "\n".join(problems)
+    templates = server.get_json("/workflow_templates")
+    assert sorted(templates.get(PACK_DIR_NAME, [])) == sorted(p.stem for p in ui_files())
+    served = server.get_json(f"/api/workflow_templates/{PACK_DIR_NAME}/{ui_files()[0].name}")
+    assert served == json.loads(ui_files()[0].read_text("utf-8"))
+
+
+def test_missing_model_file_names_file_and_folder(server, tmp_path):
+    """The shipped workflow as is: the UMT5 text encoder is not on this server."""
+    code, out, err = run_runner(["fastvmt_wan21_t2v_motion_transfer", "--server", server.address,
+                                 "--out-dir", str(tmp_path)])
+    assert code == fastvmt_runner.EXIT_MISSING, err
+    assert "umt5_xxl_fp8_e4m3fn_scaled.safetensors" in err and "models/text_encoders/" in err, err
+    assert "wan2.1_t2v_1.3B_fp16" not in err  # present: not reported
+    code, _, err = run_runner([str(_tiny_workflow(tmp_path)), "--server", server.address,
+                               "--set", "1.unet_name=wan2.1_t2v_14B_fp16.safetensors"])
+    assert code == fastvmt_runner.EXIT_MISSING
+    assert "wan2.1_t2v_14B_fp16.safetensors" in err and "models/diffusion_models/" in err, err
+
+
+def test_missing_input_video(server, tmp_path):
+    code, _, err = run_runner([str(_tiny_workflow(tmp_path)), "--server", server.address,
+                               "--video", "no_such_clip.mp4"])
+    assert code == fastvmt_runner.EXIT_MISSING
+    assert "no_such_clip.mp4" in err and "input folder" in err, err
+
+
+def test_rejected_prompt_prints_node_errors(server, tmp_path):
+    _need_source_video()
+    code, _, err = run_runner([str(_tiny_workflow(tmp_path)), "--server", server.address,
+                               "--video", str(SOURCE_VIDEO), "--set", "Extract Motion (Sliding Window).motion_block=500"])
+    assert code == fastvmt_runner.EXIT_REJECTED, err
+    assert "rejected" in err and "FastVMTExtractMotion" in err and "motion_block" in err, err
+
+
+def test_execution_error_is_reported(server, tmp_path):
+    """A block index the (16-block) model does not have fails inside the node."""
+    _need_source_video()
+    code, _, err = run_runner([str(_tiny_workflow(tmp_path)), "--server", server.address,
+                               "--video", str(SOURCE_VIDEO), *TINY, "--set",
+                               "Extract Motion (Sliding Window).motion_block=40"])
+    assert code == fastvmt_runner.EXIT_FAILED, err
+    assert "FastVMTExtractMotion" in err and "40" in err, err
+
+
+def test_server_down(tmp_path):
+    port = free_port()  # nothing listens there
+    code, out, err = run_runner(["fastvmt_wan21_t2v_motion_transfer", "--server", f"127.0.0.1:{port}"],
+                                subprocess_run=True)
+    assert code == fastvmt_runner.EXIT_SERVER == 3
+    assert f"cannot reach ComfyUI at http://127.0.0.1:{port}" in err and "Traceback" not in err, err
+
+
+def test_usage_errors_need_no_server(tmp_path):
+    code, _, err = run_runner(["no_such_workflow"])
+    assert code == 2 and "not a shipped example" in err
+    code, _, err = run_runner(["fastvmt_wan21_t2v_motion_transfer", "--frames", "10"])
+    assert code == 2 and "4k+1" in err
+    ui = WORKFLOW_DIR / "fastvmt_wan21_t2v_motion_transfer.json"
+    code, _, err = run_runner([str(ui), "--dry-run"])
+    assert code == 2 and "not an API-format prompt" in err
+    code, out, _ = run_runner(["fastvmt_wan21_t2v_motion_transfer", "--dry-run", "--prompt", "a cat", *TINY])
+    prompt = json.loads(out)
+    assert code == 0 and sum(n["inputs"].get("text") == "a cat" for n in prompt.values()) == 1
+    assert sorted(n["inputs"]["width"] for n in prompt.values() if "width" in n["inputs"]) == [64, 64]

@@ -1,0 +1,358 @@
+"""The shipped example workflows (example_workflows/).
+
+* The committed files are exactly what ``example_workflows/build.py`` writes (UI and API
+  format come from one description).
+* Every UI workflow fits a real ComfyUI with the pack loaded: node types exist, widget
+  values are valid for their inputs and in /object_info's order (the UI file converted
+  to API format with /object_info's input order equals the shipped API file), links join
+  matching types, required inputs are connected.
+* Every API workflow passes ComfyUI's own prompt validator.
+
+The checks are plain functions taking an /object_info lookup, so
+``test_runner_host.py`` runs them again against a live server's ``/object_info``.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW_DIR = REPO / "example_workflows"
+BUILD = WORKFLOW_DIR / "build.py"
+
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
+# combo inputs whose values are files a user provides (absent in a test ComfyUI)
+USER_FILE_INPUTS = {("UNETLoader", "unet_name"), ("CLIPLoader", "clip_name"), ("VAELoader", "vae_name"),
+                    ("LoadVideo", "file"), ("FastVMTLoadMotion", "motion_file")}
+VIRTUAL_TYPES = {"Note", "MarkdownNote"}
+
+
+def load_builder():
+    spec = importlib.util.spec_from_file_location("fastvmt_example_workflows_build", BUILD)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def ui_files():
+    return sorted(WORKFLOW_DIR.glob("*.json"))
+
+
+def api_file_for(ui_path: Path) -> Path:
+    return WORKFLOW_DIR / "api" / f"{ui_path.stem}.api.json"
+
+
+# ---------------------------------------------------------------------------
+# checks against an /object_info lookup (dict: node type -> info)
+# ---------------------------------------------------------------------------
+
+def _input_spec(info, name):
+    for section in ("required", "optional"):
+        spec = info.get("input", {}).get(section, {}).get(name)
+        if spec is not None:
+            return section, spec
+    return None, None
+
+
+def _opts(spec):
+    return spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+
+
+def _is_widget(spec):
+    t = spec[0]
+    if _opts(spec).get("forceInput"):
+        return False
+    return isinstance(t, list) or t in WIDGET_TYPES
+
+
+def _combo_options(spec):
+    if isinstance(spec[0], list):
+        return spec[0]
+    return _opts(spec).get("options")
+
+
+def _socket_type(spec):
+    return "COMBO" if isinstance(spec[0], list) else spec[0]
+
+
+def _types_match(a, b):
+    if a == "*" or b == "*":
+        return True
+    return set(str(a).split(",")) & set(str(b).split(",")) != set()
+
+
+def ui_to_api(ui: dict, object_info: dict) -> dict:
+    """Convert a UI workflow with /object_info's input order (what the frontend does on
+    'Queue'); widget values are consumed in that order."""
+    link_src = {lk[0]: (str(lk[1]), lk[2]) for lk in ui["links"]}
+    prompt = {}
+    for node in ui["nodes"]:
+        if node["type"] in VIRTUAL_TYPES:
+            continue
+        info = object_info[node["type"]]
+        linked = {i["name"]: i["link"] for i in node.get("inputs", []) if i.get("link") is not None}
+        values = list(node.get("widgets_values", []))
+        inputs = {}
+        for section in ("required", "optional"):
+            for name in info.get("input_order", {}).get(section, []):
+                spec = info["input"][section][name]
+                if _is_widget(spec):
+                    if not values:
+                        assert section == "optional", f"{node['type']}: no widget value left for {name!r}"
+                        continue
+                    value = values.pop(0)
+                    if _opts(spec).get("control_after_generate"):
+                        assert values and values[0] in CONTROL_VALUES, \
+                            f"{node['type']}.{name}: control_after_generate value missing"
+                        values.pop(0)
+                    inputs[name] = list(link_src[linked[name]]) if name in linked else value
+                elif name in linked:
+                    inputs[name] = list(link_src[linked[name]])
+        extras = [v for v in values]
+        upload = any(_opts(s).get("video_upload") or _opts(s).get("image_upload")
+                     for sec in ("required", "optional") for s in info["input"].get(sec, {}).values())
+        assert extras == (["image"] if upload else []), f"{node['type']}: unexpected extra widget values {extras}"
+        prompt[str(node["id"])] = {"inputs": inputs, "class_type": node["type"]}
+    return prompt
+
+
+def check_ui_workflow(ui: dict, object_info: dict, known_model_files=()) -> list[str]:
+    """Problems of a UI workflow against /object_info (empty list: fine)."""
+    problems = []
+    nodes = {n["id"]: n for n in ui["nodes"]}
+    for node in ui["nodes"]:
+        t = node["type"]
+        if t in VIRTUAL_TYPES:
+            continue
+        where = f"node {node['id']} {t}"
+        if t not in object_info:
+            problems.append(f"{where}: node type not in /object_info")
+            continue
+        info = object_info[t]
+        # sockets
+        ui_inputs = {i["name"]: i for i in node.get("inputs", [])}
+        for name, inp in ui_inputs.items():
+            section, spec = _input_spec(info, name)
+            if spec is None:
+                problems.append(f"{where}: input {name!r} not in /object_info")
+                continue
+            if not _types_match(inp["type"], _socket_type(spec)):
+                problems.append(f"{where}: input {name!r} type {inp['type']} != {_socket_type(spec)}")
+            if _is_widget(spec) and "widget" not in inp:
+                problems.append(f"{where}: widget input {name!r} listed without 'widget'")
+        for section in ("required", "optional"):
+            for name in info.get("input_order", {}).get(section, []):
+                spec = info["input"][section][name]
+                if _is_widget(spec):
+                    continue
+                if name not in ui_inputs:
+                    problems.append(f"{where}: socket {name!r} missing from the node's inputs")
+                elif section == "required" and ui_inputs[name].get("link") is None:
+                    problems.append(f"{where}: required input {name!r} is not connected")
+        # outputs
+        for slot, out in enumerate(node.get("outputs", [])):
+            if slot >= len(info["output"]):
+                problems.append(f"{where}: output slot {slot} does not exist")
+            elif not _types_match(out["type"], info["output"][slot]):
+                problems.append(f"{where}: output {slot} type {out['type']} != {info['output'][slot]}")
+        if len(node.get("outputs", [])) != len(info["output"]):
+            problems.append(f"{where}: {len(node.get('outputs', []))} outputs, /object_info has {len(info['output'])}")
+        # widget values (in /object_info order)
+        values = list(node.get("widgets_values", []))
+        for section in ("required", "optional"):
+            for name in info.get("input_order", {}).get(section, []):
+                spec = info["input"][section][name]
+                if not _is_widget(spec) or not values:
+                    continue
+                v = values.pop(0)
+                if _opts(spec).get("control_after_generate"):
+                    ctl = values.pop(0) if values else None
+                    if ctl not in CONTROL_VALUES:
+                        problems.append(f"{where}: {name!r} control value {ctl!r}")
+                problems += _check_value(where, t, name, spec, v, known_model_files)
+    # links
+    for lid, o, oslot, tgt, tslot, typ in ui["links"]:
+        on, tn = nodes.get(o), nodes.get(tgt)
+        if on is None or tn is None:
+            problems.append(f"link {lid}: dangling ({o} -> {tgt})")
+            continue
+        out = on["outputs"][oslot]
+        inp = tn["inputs"][tslot]
+        if lid not in (out.get("links") or []) or inp.get("link") != lid:
+            problems.append(f"link {lid}: not recorded on both ends")
+        if not (out["type"] == typ and _types_match(inp["type"], typ)):
+            problems.append(f"link {lid}: {on['type']}.{out['name']} ({out['type']}) -> {tn['type']}.{inp['name']} "
+                            f"({inp['type']}) as {typ}")
+        if on["type"] in object_info and tn["type"] in object_info:
+            _, spec = _input_spec(object_info[tn["type"]], inp["name"])
+            src_type = object_info[on["type"]]["output"][oslot]
+            if spec is not None and not _types_match(src_type, _socket_type(spec)):
+                problems.append(f"link {lid}: /object_info types {src_type} -> {_socket_type(spec)} do not match")
+    ids = [lk[0] for lk in ui["links"]]
+    if len(set(ids)) != len(ids) or ui.get("last_link_id", 0) < max(ids, default=0):
+        problems.append("link ids not unique or last_link_id too small")
+    if ui.get("last_node_id", 0) < max(nodes, default=0):
+        problems.append("last_node_id too small")
+    return problems
+
+
+def _check_value(where, node_type, name, spec, v, known_model_files):
+    t, opts = _socket_type(spec), _opts(spec)
+    bad = lambda msg: [f"{where}: {name}={v!r}: {msg}"]  # noqa: E731
+    if t == "INT":
+        if not isinstance(v, int) or isinstance(v, bool):
+            return bad("not an int")
+    elif t == "FLOAT":
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            return bad("not a number")
+    elif t == "STRING":
+        return [] if isinstance(v, str) else bad("not a string")
+    elif t == "BOOLEAN":
+        return [] if isinstance(v, bool) else bad("not a boolean")
+    elif t == "COMBO":
+        options = _combo_options(spec)
+        if (node_type, name) in USER_FILE_INPUTS:
+            if name.endswith("_name") and known_model_files and v not in known_model_files:
+                return bad("not one of the documented model files")
+            return []
+        return [] if options is not None and v in options else bad(f"not in the options {options}")
+    if "min" in opts and v < opts["min"]:
+        return bad(f"below min {opts['min']}")
+    if "max" in opts and v > opts["max"]:
+        return bad(f"above max {opts['max']}")
+    return []
+
+
+# ---------------------------------------------------------------------------
+# tests without ComfyUI
+# ---------------------------------------------------------------------------
+
+def test_builder_check_passes():
+    """The committed files equal what the builder writes (UI and API from one source)."""
+    r = subprocess.run([sys.executable, str(BUILD), "--check"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_builder_check_detects_drift(tmp_path, monkeypatch):
+    b = load_builder()
+    files = b.render_all()
+    (tmp_path / "api").mkdir()
+    for rel, text in files.items():
+        (tmp_path / rel).write_text(text, encoding="utf-8")
+    monkeypatch.setattr(b, "HERE", tmp_path)
+    monkeypatch.setattr(b, "API_DIR", tmp_path / "api")
+    assert b.main(["--check"]) == 0
+    first_api = sorted(r for r in files if r.startswith("api/"))[0]
+    (tmp_path / first_api).write_text(files[first_api].replace('"steps": 50', '"steps": 49'), encoding="utf-8")
+    (tmp_path / "stray.json").write_text("{}", encoding="utf-8")
+    assert b.main(["--check"]) == 1
+
+
+def test_expected_workflows_shipped():
+    names = {p.stem for p in ui_files()}
+    assert names == {"fastvmt_wan21_t2v_motion_transfer", "fastvmt_wan21_t2v_apply_motion_ksampler",
+                     "fastvmt_wan21_t2v_extract_and_save_motion", "fastvmt_wan21_t2v_reuse_saved_motion"}
+    for p in ui_files():
+        assert api_file_for(p).is_file(), p
+        ui = json.loads(p.read_text(encoding="utf-8"))
+        assert ui["version"] == 0.4 and ui["groups"] and any(n["type"] == "Note" for n in ui["nodes"])
+
+
+def test_main_workflow_contents():
+    """The settings the issue asks for in the main workflow."""
+    api = json.loads((WORKFLOW_DIR / "api" / "fastvmt_wan21_t2v_motion_transfer.api.json").read_text("utf-8"))
+    by_type = {}
+    for n in api.values():
+        by_type.setdefault(n["class_type"], []).append(n["inputs"])
+    assert by_type["UNETLoader"][0]["unet_name"] == "wan2.1_t2v_1.3B_fp16.safetensors"
+    assert by_type["CLIPLoader"][0] == {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan",
+                                        "device": "default"}
+    assert by_type["VAELoader"][0]["vae_name"] == "wan_2.1_vae.safetensors"
+    ex = by_type["FastVMTExtractMotion"][0]
+    assert (ex["width"], ex["height"], ex["length"], ex["motion_block"]) == (832, 480, 81, 14)
+    lat = by_type["EmptyHunyuanLatentVideo"][0]
+    assert (lat["width"], lat["height"], lat["length"]) == (832, 480, 81)
+    assert by_type["FastVMTGuidanceSampler"][0]["steps"] == 50
+    texts = sorted(i["text"] for i in by_type["CLIPTextEncode"])
+    assert len(texts) == 3 and texts[0] == ""  # positive, negative and the empty reference prompt
+    for t in ("LoadVideo", "GetVideoComponents", "VAEDecode", "CreateVideo", "SaveVideo", "FastVMTStepSkipSettings"):
+        assert t in by_type, t
+
+
+# ---------------------------------------------------------------------------
+# tests inside real ComfyUI (in-process, pack loaded like a custom node)
+# ---------------------------------------------------------------------------
+
+def in_process_object_info() -> dict:
+    """/object_info entries built the way server.py's node_info does for V3 nodes
+    (GET_NODE_INFO_V1) and, for V1 nodes, the fields these checks read."""
+    import nodes
+    from comfy_api.internal import _ComfyNodeInternal
+    out = {}
+    for name, cls in nodes.NODE_CLASS_MAPPINGS.items():
+        if issubclass(cls, _ComfyNodeInternal):
+            out[name] = cls.GET_NODE_INFO_V1()
+        else:
+            it = cls.INPUT_TYPES()
+            out[name] = {"input": it, "input_order": {k: list(v) for k, v in it.items()},
+                         "output": list(cls.RETURN_TYPES)}
+    return out
+
+
+@pytest.fixture(scope="module")
+def object_info(comfy, fastvmt_pack):
+    return in_process_object_info()
+
+
+@pytest.mark.parametrize("ui_path", ui_files(), ids=lambda p: p.stem)
+def test_ui_workflow_fits_real_comfyui(ui_path, object_info):
+    b = load_builder()
+    ui = json.loads(ui_path.read_text(encoding="utf-8"))
+    problems = check_ui_workflow(ui, object_info, known_model_files=set(b.MODEL_FILES))
+    assert not problems, "\n".join(problems)
+    api = json.loads(api_file_for(ui_path).read_text(encoding="utf-8"))
+    stripped = {k: {"inputs": v["inputs"], "class_type": v["class_type"]} for k, v in api.items()}
+    assert ui_to_api(ui, object_info) == stripped
+
+
+@pytest.fixture(scope="module")
+def stand_in_user_files(comfy, tmp_path_factory):
+    """Files under the exact names the workflows use; the validator only checks names."""
+    b = load_builder()
+    d = tmp_path_factory.mktemp("stand_in_files")
+    for name, (folder, _) in b.MODEL_FILES.items():
+        p = d / name
+        p.write_bytes(b"")
+        comfy.add_model_file(folder, p, name)
+    (comfy.input_dir / b.REFERENCE_VIDEO).write_bytes(b"")
+    motion = comfy.input_dir / "fastvmt" / "motion_00001_.safetensors"
+    motion.parent.mkdir(parents=True, exist_ok=True)
+    motion.write_bytes(b"")
+
+
+@pytest.mark.parametrize("ui_path", ui_files(), ids=lambda p: p.stem)
+def test_api_workflow_passes_comfyui_validation(ui_path, comfy, fastvmt_pack, stand_in_user_files):
+    api = json.loads(api_file_for(ui_path).read_text(encoding="utf-8"))
+    res = comfy.validate_graph(api)
+    assert res.valid, res.describe()
+
+
+def test_checks_catch_broken_workflows(object_info):
+    """The checker is not vacuous: a swapped widget order, a wrong link type and an
+    unknown node type are all reported."""
+    ui = json.loads((WORKFLOW_DIR / "fastvmt_wan21_t2v_motion_transfer.json").read_text(encoding="utf-8"))
+    sampler = next(n for n in ui["nodes"] if n["type"] == "FastVMTGuidanceSampler")
+    wv = sampler["widgets_values"]
+    wv[4], wv[5] = wv[5], wv[4]  # sampler_name <-> scheduler
+    ui["links"][0][5] = "LATENT"
+    ui["nodes"].append({"id": 999, "type": "NoSuchNode", "inputs": [], "outputs": [], "widgets_values": []})
+    problems = "\n".join(check_ui_workflow(ui, object_info))
+    assert "sampler_name='simple'" in problems and "scheduler='euler'" in problems
+    assert "link 1:" in problems and "NoSuchNode" in problems
