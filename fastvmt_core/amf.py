@@ -282,7 +282,6 @@ def sliding_window_amf(q: torch.Tensor, k: torch.Tensor, *, temporal_span: int =
     scale = 1.0 / (math.sqrt(d) * tau)
     wy, wx = min(window, h), min(window, w)
     ny, nx, rep, slot, valid = _tile_layout(h, w, tile, dev)
-    n_tiles = ny * nx
     pos = _positions(h, w, dev)
     group, group_slot, group_valid = _super_tiles(ny, nx, slot, valid, _SUPER_TILE, dev)
 

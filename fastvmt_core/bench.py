@@ -26,7 +26,7 @@ from datetime import date
 import torch
 
 from .amf import global_amf, sliding_window_amf
-from .losses import amf_loss, window_loss
+from .losses import window_loss
 
 SIZES = {
     "paper": (21, 30, 52, 128),

@@ -17,7 +17,7 @@ import nodes as comfy_nodes
 from ..fastvmt_core import FastVMTSettings
 from .fidelity_node import MotionFidelity
 from .motion import MotionReference, load_motion, save_motion
-from .wan_guidance import apply_fastvmt, check_block_index, check_motion_matches, resolve_settings, wan_geometry
+from .wan_guidance import apply_fastvmt, check_block_index, check_motion_matches, wan_geometry
 
 log = logging.getLogger("FastVMT")
 
@@ -270,11 +270,10 @@ class GuidanceSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise,
                 motion, settings=None) -> io.NodeOutput:
-        resolved = resolve_settings(motion, settings)
+        report = {}
+        patched, resolved = apply_fastvmt(model, motion, settings, report=report)
         if resolved.guided:  # fail before sampling starts, naming both inputs
             check_motion_matches(motion, wan_geometry(model), latent_image["samples"].shape, "motion / latent_image")
-        report = {}
-        patched, _ = apply_fastvmt(model, motion, settings, report=report)
         (out,) = comfy_nodes.common_ksampler(patched, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                                              latent_image, denoise=denoise)
         text = report.get("text", f"FastVMT {resolved.mode}: no guided steps; plain sampling")

@@ -11,10 +11,8 @@ from safetensors.torch import save_file
 
 from ..fastvmt_core import FastVMTSettings, frame_pairs
 
-# Which settings belong to the motion (Extract Motion) and which to guidance (Step-Skip Settings).
+# Settings that belong to the motion (Extract Motion); all others come from Step-Skip Settings.
 EXTRACTION_FIELDS = ("motion_block", "temporal_span", "window", "tile", "tau")
-GUIDANCE_FIELDS = ("mode", "lambda_amf", "lambda_window", "alpha", "inner_steps", "interval", "lr_start",
-                   "lr_end", "guidance_fraction", "reference_noise", "reference_seed", "exit_block")
 
 FILE_FORMAT = "fastvmt-motion"
 FILE_VERSION = 1

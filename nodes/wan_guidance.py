@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 import functools
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -311,7 +310,7 @@ def _reference_flow_at(ctx, sigma):
     with torch.no_grad():
         q, k = capture_qk(ctx.base_model, ctx.ref_conds, x_ref, sigma, ctx.model_options, ctx.settings.motion_block,
                           ctx.counter, ctx.exit_block)
-        return [_flow(ctx.settings, q[0], k[0]).detach()]
+        return _flow(ctx.settings, q[0], k[0]).detach()
 
 
 def guide_latent(ctx: GuidanceContext, x: torch.Tensor, sigma, step_index: int) -> torch.Tensor:
@@ -319,7 +318,7 @@ def guide_latent(ctx: GuidanceContext, x: torch.Tensor, sigma, step_index: int) 
     s = ctx.settings
     start = time.perf_counter()
     with torch.inference_mode(False):
-        ref = reference_flows(ctx, sigma)[0]
+        ref = reference_flows(ctx, sigma)
         sigma_t = torch.as_tensor(sigma).reshape(1)
 
         def loss_fn(xv):
@@ -341,7 +340,6 @@ def guide_latent(ctx: GuidanceContext, x: torch.Tensor, sigma, step_index: int) 
         x_opt, stats = optimize_latent(x.detach().clone(), loss_fn, steps=s.inner_steps,
                                        interval=s.effective_interval, lr_start=s.lr_start, lr_end=s.lr_end,
                                        on_step=on_step)
-        del ref
     ctx.step_log.append({"step": step_index, "sigma": float(sigma), "losses": stats.losses,
                          "gradient_evaluations": stats.gradient_evaluations, "stopped": stats.stop_reason,
                          "seconds": time.perf_counter() - start})
@@ -507,10 +505,8 @@ def apply_fastvmt(model_patcher, motion: MotionReference, settings: FastVMTSetti
                   report: dict | None = None):
     """A clone of ``model_patcher`` whose sampling runs FastVMT guidance; the input is untouched."""
     resolved = resolve_settings(motion, settings)
-    geometry = wan_geometry(model_patcher)
-    check_block_index(geometry, resolved.motion_block, "motion (motion_block)")
-    if motion.latent.shape[1] != geometry.latent_channels:
-        check_motion_matches(motion, geometry, motion.latent.shape)
+    # Channels and block index now; the latent size is checked once the sampled latent is known.
+    check_motion_matches(motion, wan_geometry(model_patcher), motion.latent.shape)
     clone = model_patcher.clone()
     if resolved.guided:
         clone.add_wrapper_with_key(

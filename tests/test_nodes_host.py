@@ -8,7 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.comfy_host import GraphValidationError, make_tiny_wan
+from bench.sampling import settings_inputs  # Step-Skip Settings inputs with the defaults
+from tests.comfy_host import GraphValidationError
 
 # Reference and generation: 3 latent frames (9 video frames) of 8x12 latent pixels -> 3 x 4 x 6 tokens.
 FRAMES, LAT_H, LAT_W = 3, 8, 12
@@ -43,14 +44,6 @@ def base_graph(model, *, channels=16, block=BLOCK, frames=FRAMES, settings=None,
         g["settings"] = {"class_type": "FastVMTStepSkipSettings", "inputs": settings_inputs(**settings)}
         g["sample"]["inputs"]["settings"] = ["settings", 0]
     return g
-
-
-def settings_inputs(**overrides):
-    base = {"mode": "effi_AMF", "interval": 3, "inner_steps": 10, "lr_start": 0.003, "lr_end": 0.002,
-            "guided_fraction": 0.2, "lambda_amf": 5.0, "lambda_window": 1.0, "reference_noise": "renoise",
-            "reference_seed": 0, "exit_block": -1}
-    base.update(overrides)
-    return base
 
 
 def report(result, node="sample"):
