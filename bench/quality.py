@@ -1,0 +1,445 @@
+"""Quality benchmark without downloaded weights: does the motion transfer?
+
+    python -m bench.quality [--level 1|2|all] [--quick] [--seeds N] [--json bench_out/quality.json]
+
+Both levels run through the real ComfyUI node path (ComfyUI found like the tests),
+with the reference latent handed to the graph by ComfyUI's stock ``LoadLatent``.
+
+Level 1, guidance mechanics (random-weight Wan, 8 blocks, dim 256, motion block 1).
+Reference latents with known motion: a smooth random texture that translates, zooms,
+or splits into two halves moving apart. The start latent is the reference's first
+frame held still, noised to sigma 0.5 (stock ModelSamplingSD3 shift 1, KSamplerAdvanced
+steps 10-13 of 20, all four guided through Apply FastVMT Motion); the returned latent is
+the optimised one. Its motion is estimated without the model, by block matching on the
+latent's 16 channels (``fastvmt_core.fidelity.block_motion``), and compared with the
+same estimate on the reference (``displacement_agreement``: mean cosine, 1 = same
+motion, about 0 = unrelated or still). Two models: plain random weights, and the same
+with the motion block's key projection tied to its query projection (``level1_model``).
+A random model has no denoiser that could amplify a small latent change, so the change
+must show in the latent itself: lr 0.03 (10x the paper's) and a clean reference.
+
+Level 2, end to end (the tiny Wan-architecture model trained on moving shapes by
+``bench.train_shapes``, committed under ``bench/models``). Reference = shape A on a
+random path; prompt = shape B. The generated latent is decoded with the toy codec of
+``bench.shapes`` and its motion is scored against the reference with the paper's metric
+(``fastvmt_core.fidelity.motion_fidelity``) on 128x128 frames; the centroid path's
+step-to-step cosine is a second, simpler motion score, and a fill-ratio classifier says
+which shape was drawn. Rows: no transfer, FastVMT (interval 3), no skip (interval 1),
+full AMF (global flow, interval 1, full forward); mean and spread over seeds. The main
+table starts from the reference noised to denoise 0.75 (the released code's example);
+a second table is text-to-video from an empty latent (denoise 1). A sweep changes one
+knob at a time (motion block, interval, reference noise, learning rate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bench import shapes  # noqa: E402
+from bench.sampling import settings_inputs  # noqa: E402
+from fastvmt_core.bench import machine_line  # noqa: E402
+from fastvmt_core.fidelity import block_motion, displacement_agreement, motion_fidelity_report  # noqa: E402
+
+SHAPES_MODEL = REPO / "bench" / "models" / "tiny_wan_shapes.safetensors"
+
+
+CONFIGS = {  # name -> Step-Skip Settings overrides
+    "no transfer": {"mode": "No_transfer"},
+    "FastVMT": {},
+    "no skip": {"interval": 1},
+    "full AMF": {"mode": "AMF", "exit_block": 999},
+}
+
+
+# --------------------------------------------------------------------------- host glue
+
+def _latent_format():
+    import comfy.latent_formats
+    return comfy.latent_formats.Wan21()
+
+
+def put_latent(x_model: torch.Tensor, name: str) -> str:
+    """Write a model-space latent ``[1, 16, F, H, W]`` as a ``.latent`` file in ComfyUI's input
+    folder (in LATENT space, as the stock LoadLatent returns it unscaled); returns its name."""
+    import folder_paths
+    from safetensors.torch import save_file
+    lat = _latent_format().process_out(x_model.float())
+    path = Path(folder_paths.get_input_directory()) / f"{name}.latent"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"latent_tensor": lat.contiguous(), "latent_format_version_0": torch.tensor([])}, str(path))
+    return path.name
+
+
+def model_space(latent: dict) -> torch.Tensor:
+    return _latent_format().process_in(latent["samples"].float().cpu())
+
+
+def _conditioning(text: str, scale: float = 1.0) -> dict:
+    return {"class_type": "FastVMTTestConditioning",
+            "inputs": {"seed": 0, "tokens": shapes.PROMPT_TOKENS, "text": text, "scale": scale}}
+
+
+def _motion_node(ref: str, frames: int, lat_h: int, lat_w: int, block: int, span: int, window: int,
+                 tile: tuple) -> dict:
+    return {"class_type": "FastVMTExtractMotion",
+            "inputs": {"model": ["model", 0], "latent": [ref, 0], "width": lat_w * 8, "height": lat_h * 8,
+                       "length": (frames - 1) * 4 + 1, "motion_block": block, "temporal_span": span,
+                       "window": window, "tile_rows": tile[0], "tile_cols": tile[1], "tau": 1.0}}
+
+
+# --------------------------------------------------------------------------- level 1
+
+LEVEL1_MOTIONS = ("translation", "zoom", "apart")
+
+
+def known_motion_latent(kind: str, frames: int, h: int, w: int, seed: int) -> torch.Tensor:
+    """Model-space latent ``[1, 16, F, H, W]``: a smooth random texture (unit variance)
+    moving by a known rule. translation: (+2, +1) px per frame; zoom: x1.15 per frame about
+    the centre; apart: the left half moves left, the right half right, 2 px per frame.
+    (One latent frame step is four video frames, and a token is 2x2 latent pixels.)"""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(1, 16, h // 2 + 12, w // 2 + 12, generator=g)
+    base = torch.nn.functional.interpolate(base, scale_factor=4, mode="bicubic", align_corners=False)
+    base = (base - base.mean()) / base.std()
+    bh, bw = base.shape[-2:]
+    ys = torch.arange(h, dtype=torch.float32)[:, None].expand(h, w) + 0.5
+    xs = torch.arange(w, dtype=torch.float32)[None, :].expand(h, w) + 0.5
+    cy, cx = h / 2, w / 2
+    out = []
+    for t in range(frames):  # a handful of frames, each warped as a whole
+        if kind == "translation":
+            sx, sy = xs - 2.0 * t, ys - 1.0 * t
+        elif kind == "zoom":
+            z = 1.15 ** t
+            sx, sy = cx + (xs - cx) / z, cy + (ys - cy) / z
+        elif kind == "apart":
+            sx, sy = torch.where(xs < cx, xs + 2.0 * t, xs - 2.0 * t), ys
+        else:
+            raise ValueError(f"unknown motion {kind!r}; use one of {LEVEL1_MOTIONS}")
+        # sample the texture's centre region at (sx, sy)
+        gx = (sx + (bw - w) / 2) / bw * 2 - 1
+        gy = (sy + (bh - h) / 2) / bh * 2 - 1
+        grid = torch.stack([gx, gy], -1)[None]
+        out.append(torch.nn.functional.grid_sample(base, grid, mode="bilinear", align_corners=False)[0])
+    return torch.stack(out, 1)[None]
+
+
+def level1_graph(model: str, ref: str, start: str, *, frames: int, lat_h: int, lat_w: int, seed: int,
+                 overrides: dict, steps: int = 20, first_step: int = 10, guided_steps: int = 4, block: int = 1,
+                 lr: float = 0.03, add_noise: bool = False) -> dict:
+    return {
+        "model": {"class_type": "UNETLoader", "inputs": {"unet_name": model, "weight_dtype": "default"}},
+        "ref": {"class_type": "LoadLatent", "inputs": {"latent": ref}},
+        "pos": _conditioning("a textured surface"),
+        "neg": _conditioning("", 0.0),
+        "motion": _motion_node("ref", frames, lat_h, lat_w, block, span=3, window=7, tile=(2, 2)),
+        "settings": {"class_type": "FastVMTStepSkipSettings", "inputs": settings_inputs(
+            guided_fraction=1.0, lr_start=lr, lr_end=lr * 2 / 3, reference_noise="clean", **overrides)},
+        "linear": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["model", 0], "shift": 1.0}},
+        "patched": {"class_type": "FastVMTApplyMotion",
+                    "inputs": {"model": ["linear", 0], "motion": ["motion", 0], "settings": ["settings", 0]}},
+        "start": {"class_type": "LoadLatent", "inputs": {"latent": start}},
+        "sample": {"class_type": "KSamplerAdvanced", "inputs": {
+            "model": ["patched", 0], "add_noise": "enable" if add_noise else "disable", "noise_seed": seed,
+            "steps": steps, "cfg": 1.0,
+            "sampler_name": "euler", "scheduler": "simple", "positive": ["pos", 0], "negative": ["neg", 0],
+            "latent_image": ["start", 0], "start_at_step": first_step, "end_at_step": first_step + guided_steps,
+            "return_with_leftover_noise": "enable"}},
+        "out": {"class_type": "FastVMTTestInspect", "inputs": {"value": ["sample", 0]}},
+    }
+
+
+LEVEL1_MODELS = {
+    "random": "random Wan 2.1 layout, 8 blocks, dim 256",
+    "random, tied q/k": "the same with the motion block's key projection set equal to its query projection",
+}
+
+
+def level1_model(host, kind: str, block: int = 1) -> str:
+    """Write the level-1 model (once) into ComfyUI's diffusion_models folder; returns its name.
+    "random, tied q/k": W_k = W_q in the motion block, so its attention scores how alike two
+    tokens are (the correspondence a trained DiT's motion block learns); a plain random
+    bilinear form q.k has no such meaning."""
+    from safetensors.torch import save_file
+    from tests import comfy_host
+    if kind == "random":
+        return host.tiny_wan(dim=256, num_layers=8, ffn_dim=512)
+    name = f"fastvmt_l1_tied_qk_b{block}.safetensors"
+    path = host.model_dir("diffusion_models") / name
+    if not path.exists():
+        sd = comfy_host.tiny_wan_state_dict(dim=256, num_layers=8, ffn_dim=512)
+        pre = f"blocks.{block}.self_attn."
+        for leaf in ("weight", "bias"):
+            sd[pre + "k." + leaf] = sd[pre + "q." + leaf].clone()
+        sd[pre + "norm_k.weight"] = sd[pre + "norm_q.weight"].clone()
+        save_file(sd, str(path))
+    return name
+
+
+def run_level1(host, seeds: list[int], quick: bool, lr: float = 0.03, smoke: bool = False) -> dict:
+    frames, lat_h, lat_w = (5, 16, 24)
+    cells = (2, 3)
+    rows = []
+    for model_kind in (list(LEVEL1_MODELS)[-1:] if smoke else LEVEL1_MODELS):
+        model = level1_model(host, model_kind)
+        for kind in (("translation",) if smoke else ("translation", "apart") if quick else LEVEL1_MOTIONS):
+            for seed in seeds:
+                ref = known_motion_latent(kind, frames, lat_h, lat_w, seed=100 + seed)
+                name = put_latent(ref, f"fastvmt_l1_{kind}_{seed}")
+                start = put_latent(ref[:, :, :1].expand_as(ref).contiguous(), f"fastvmt_l1_{kind}_{seed}_still")
+                ref_field = block_motion(ref[0].transpose(0, 1).numpy(), cells, max_shift=4)
+                for config in ("no transfer", "FastVMT", "full AMF"):
+                    t0 = time.perf_counter()
+                    res = host.run_graph(level1_graph(model, name, start, frames=frames, lat_h=lat_h, lat_w=lat_w,
+                                                      seed=seed, overrides=CONFIGS[config], lr=lr,
+                                                      add_noise=True)).raise_for_error()
+                    z = model_space(res.output("sample", 0))[0]
+                    field = block_motion(z.transpose(0, 1).numpy(), cells, max_shift=4)
+                    rows.append({"model": model_kind, "motion": kind, "seed": seed, "config": config,
+                                 "agreement": displacement_agreement(field, ref_field, still_px=0.1),
+                                 "seconds": time.perf_counter() - t0})
+    return {"setup": {"models": LEVEL1_MODELS, "latent": [16, frames, lat_h, lat_w], "motion_block": 1,
+                      "window": 7, "tile": [2, 2], "temporal_span": 3,
+                      "start": "the reference's first frame held still, noised to sigma 0.5 (linear schedule)",
+                      "steps": "20 (shift 1), steps 10-13 guided", "inner_steps": 10, "lr": [lr, lr * 2 / 3],
+                      "reference_noise": "clean", "cells": list(cells), "seeds": seeds},
+            "runs": rows, "summary": _summarise(rows, ("model", "motion", "config"), "agreement")}
+
+
+# --------------------------------------------------------------------------- level 2
+
+def shapes_reference(seed: int, spec: shapes.ClipSpec) -> dict:
+    """Shape A on a random path, and a prompt shape B != A, from ``seed``."""
+    g = torch.Generator().manual_seed(10_000 + seed)
+    a = int(torch.randint(0, len(shapes.CLASSES), (1,), generator=g))
+    b = (a + 1 + int(torch.randint(0, len(shapes.CLASSES) - 1, (1,), generator=g))) % len(shapes.CLASSES)
+    paths, radii = shapes.random_paths(g, 1, spec)
+    clip = shapes.render(torch.tensor([a]), paths, radii, spec.size)
+    return {"a": a, "b": b, "path": paths[0], "intensity": clip[0], "latent": shapes.encode(clip)}
+
+
+def level2_graph(model: str, ref: str, prompt: str, *, spec: shapes.ClipSpec, seed: int, overrides: dict,
+                 block: int, steps: int, cfg: float, window: int = 5, span: int = 3, denoise: float = 1.0) -> dict:
+    """denoise 1: text-to-video from an empty latent. Below 1: start from the noised
+    reference latent (the released code's example uses 0.75)."""
+    return {
+        "model": {"class_type": "UNETLoader", "inputs": {"unet_name": model, "weight_dtype": "default"}},
+        "ref": {"class_type": "LoadLatent", "inputs": {"latent": ref}},
+        "pos": _conditioning(prompt),
+        "neg": _conditioning("", 0.0),
+        "motion": _motion_node("ref", spec.frames, spec.size, spec.size, block, span=span, window=window,
+                               tile=(2, 2)),
+        "settings": {"class_type": "FastVMTStepSkipSettings", "inputs": settings_inputs(**overrides)},
+        "empty": {"class_type": "EmptyHunyuanLatentVideo",
+                  "inputs": {"width": spec.size * 8, "height": spec.size * 8, "length": (spec.frames - 1) * 4 + 1,
+                             "batch_size": 1}},
+        "sample": {"class_type": "FastVMTGuidanceSampler", "inputs": {
+            "model": ["model", 0], "seed": seed, "steps": steps, "cfg": cfg, "sampler_name": "euler",
+            "scheduler": "simple", "positive": ["pos", 0], "negative": ["neg", 0],
+            "latent_image": ["empty", 0] if denoise >= 1.0 else ["ref", 0],
+            "denoise": denoise, "motion": ["motion", 0], "settings": ["settings", 0]}},
+        "out": {"class_type": "FastVMTTestInspect", "inputs": {"value": ["sample", 0]}},
+    }
+
+
+def score_level2(ref: dict, z: torch.Tensor) -> dict:
+    return score_clip(ref, shapes.decode(z)[0])
+
+
+def score_clip(ref: dict, gen: torch.Tensor) -> dict:
+    rep = motion_fidelity_report(shapes.to_frames(ref["intensity"]), shapes.to_frames(gen))
+    cls, fill = shapes.classify(gen)
+    path = shapes.centroid_path(gen)
+    ref_path = ref["path"]
+    return {"fidelity": rep.score, "global_epe_px": rep.global_motion_epe, "shape": cls, "fill": fill,
+            "shape_ok": cls == shapes.CLASSES[ref["b"]],
+            "path_err_px": float((path - ref_path).norm(dim=1).mean()),   # latent pixels
+            "step_cos": displacement_agreement(np.diff(path.numpy(), axis=0), np.diff(ref_path.numpy(), axis=0),
+                                               still_px=0.1)}
+
+
+def install_shapes_model(host, path: Path = SHAPES_MODEL) -> str:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: train it once with `python -m bench.train_shapes`")
+    dst = host.model_dir("diffusion_models") / path.name
+    if not dst.exists():
+        shutil.copyfile(path, dst)
+    return dst.name
+
+
+def run_level2(host, seeds: list[int], quick: bool, model_path: Path = SHAPES_MODEL, block: int = 2,
+               steps: int = 20, cfg: float = 4.0, sweep: bool = True, overrides: dict | None = None,
+               denoise: float = 1.0, strip: Path | None = None, strip_seeds: int = 3) -> dict:
+    model = install_shapes_model(host, model_path)
+    spec = shapes.ClipSpec()
+    overrides = overrides or {}
+    rows, examples = [], []
+    for seed in seeds:
+        ref = shapes_reference(seed, spec)
+        name = put_latent(ref["latent"], f"fastvmt_l2_{seed}")
+        prompt = shapes.CLASSES[ref["b"]]
+        example = [(f"reference: {shapes.CLASSES[ref['a']]}", ref["intensity"])]
+        for config, cfg_over in CONFIGS.items():
+            t0 = time.perf_counter()
+            res = host.run_graph(level2_graph(model, name, prompt, spec=spec, seed=seed, block=block, steps=steps,
+                                              cfg=cfg, overrides={**overrides, **cfg_over},
+                                              denoise=denoise)).raise_for_error()
+            gen = shapes.decode(model_space(res.output("sample", 0)))[0]
+            m = score_clip(ref, gen)
+            rows.append({"seed": seed, "config": config, "reference": shapes.CLASSES[ref["a"]], "prompt": prompt,
+                         **m, "seconds": time.perf_counter() - t0})
+            if config in ("no transfer", "FastVMT"):
+                example.append((f"{config}: {prompt}\nfidelity {m['fidelity']:.2f}", gen))
+        if len(examples) < strip_seeds:
+            examples.append(example)
+    if strip is not None:
+        write_strip(Path(strip), examples)
+    out = {"setup": {"model": model_path.name, "latent": [16, spec.frames, spec.size, spec.size],
+                     "motion_block": block, "window": 5, "tile": [2, 2], "temporal_span": 3, "steps": steps,
+                     "cfg": cfg, "sampler": "euler/simple", "denoise": denoise, "seeds": seeds, **overrides},
+           "runs": rows, "summary": _summarise(rows, ("config",), "fidelity", extra=("shape_ok", "step_cos"))}
+    if sweep:
+        sw = []
+        knobs = (("motion_block", range(6)), ("interval", (1, 2, 3, 4)), ("reference_noise", ("renoise", "clean")),
+                 ("lr_start", (0.003, 0.03)))
+        for knob, values in knobs:
+            for v in (values if not quick else list(values)[:2]):
+                b = v if knob == "motion_block" else block
+                over = dict(overrides)
+                if knob != "motion_block":
+                    over[knob] = v
+                if knob == "lr_start":
+                    over["lr_end"] = v * 2 / 3
+                for seed in seeds:
+                    ref = shapes_reference(seed, spec)
+                    name = put_latent(ref["latent"], f"fastvmt_l2_{seed}")
+                    res = host.run_graph(level2_graph(model, name, shapes.CLASSES[ref["b"]], spec=spec, seed=seed,
+                                                      block=b, steps=steps, cfg=cfg, overrides=over,
+                                                      denoise=denoise)).raise_for_error()
+                    sw.append({"knob": knob, "value": v, "seed": seed,
+                               **score_level2(ref, model_space(res.output("sample", 0)))})
+        out["sweep"] = sw
+        out["sweep_summary"] = _summarise(sw, ("knob", "value"), "fidelity", extra=("shape_ok", "step_cos"))
+    return out
+
+
+# --------------------------------------------------------------------------- picture
+
+def write_strip(path: Path, examples: list, scale: int = 4) -> Path:
+    """A frame strip PNG: for each example, one row per clip (label, then the frames left to
+    right). ``examples``: lists of (label, intensity [F, H, W]) pairs."""
+    import cv2
+    label_w, gap = 190, 6
+    blocks = []
+    for rows in examples:
+        for label, clip in rows:
+            frames = [np.kron(f.numpy(), np.ones((scale, scale))) for f in clip]
+            strip = np.concatenate([np.pad(f, ((1, 1), (1, 1)), constant_values=0.35) for f in frames], axis=1)
+            tag = np.zeros((strip.shape[0], label_w), np.uint8)
+            for i, line in enumerate(label.split("\n")):
+                cv2.putText(tag, line, (6, 22 + 20 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.5, 255, 1, cv2.LINE_AA)
+            blocks.append(np.concatenate([tag / 255.0, strip], axis=1))
+        blocks.append(np.full((gap, blocks[-1].shape[1]), 0.6))
+    img = (np.concatenate(blocks[:-1], axis=0).clip(0, 1) * 255).round().astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), img)
+    return path
+
+
+# --------------------------------------------------------------------------- tables
+
+def _summarise(rows: list, keys: tuple, metric: str, extra: tuple = ()) -> list:
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    out = []
+    for key, rs in groups.items():
+        vals = [r[metric] for r in rs]
+        item = dict(zip(keys, key))
+        item.update({"mean": statistics.fmean(vals), "std": statistics.pstdev(vals), "min": min(vals),
+                     "max": max(vals), "n": len(vals)})
+        for e in extra:
+            item[e] = statistics.fmean(float(r[e]) for r in rs)
+        out.append(item)
+    return out
+
+
+def format_tables(res: dict) -> str:
+    out = [f"Machine: {res['machine']}"]
+    if "level1" in res:
+        l1 = res["level1"]
+        out += ["", f"Level 1 (guidance mechanics): {json.dumps(l1['setup'])}", "",
+                "| model | motion | configuration | latent motion agreement (mean +- std) | min | max | seeds |",
+                "|---|---|---|---|---|---|---|"]
+        for r in l1["summary"]:
+            out.append(f"| {r['model']} | {r['motion']} | {r['config']} | {r['mean']:.3f} +- {r['std']:.3f} | {r['min']:.3f} | "
+                       f"{r['max']:.3f} | {r['n']} |")
+    for key, title in (("level2", "Level 2 (tiny trained Wan, moving shapes)"),
+                       ("level2_t2v", "Level 2, text-to-video from an empty latent")):
+        if key not in res:
+            continue
+        l2 = res[key]
+        out += ["", f"{title}: {json.dumps(l2['setup'])}", "",
+                "| configuration | motion fidelity (mean +- std) | min | max | path step cosine | "
+                "shape follows prompt | seeds |", "|---|---|---|---|---|---|---|"]
+        for r in l2["summary"]:
+            out.append(f"| {r['config']} | {r['mean']:.3f} +- {r['std']:.3f} | {r['min']:.3f} | {r['max']:.3f} | "
+                       f"{r['step_cos']:.3f} | {r['shape_ok']:.0%} | {r['n']} |")
+        if "sweep_summary" in l2:
+            out += ["", "Sweep (FastVMT, one knob changed at a time):", "",
+                    "| knob | value | motion fidelity (mean +- std) | path step cosine | shape follows prompt |",
+                    "|---|---|---|---|---|"]
+            for r in l2["sweep_summary"]:
+                out.append(f"| {r['knob']} | {r['value']} | {r['mean']:.3f} +- {r['std']:.3f} | {r['step_cos']:.3f} | "
+                           f"{r['shape_ok']:.0%} |")
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--level", choices=["1", "2", "all"], default="all")
+    p.add_argument("--quick", action="store_true", help="fewer motions, seeds and sweep points")
+    p.add_argument("--smoke", action="store_true", help="the smallest run of both levels (the test suite runs it)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per row (default 3, quick 2; level 2: 8, quick 3)")
+    p.add_argument("--block", type=int, default=2, help="level 2 motion block")
+    p.add_argument("--json", help="write the results here")
+    p.add_argument("--strip", help="level 2: write a frame strip PNG of the first seeds here")
+    args = p.parse_args(argv)
+    from tests import comfy_host
+    host = comfy_host.bootstrap(tempfile.mkdtemp(prefix="fastvmt-quality-"))
+    host.require_pack()
+    res = {"machine": machine_line("cpu")}
+    if args.level in ("1", "all"):
+        res["level1"] = run_level1(host, list(range(args.seeds or (1 if args.smoke else 2 if args.quick else 3))),
+                                   args.quick or args.smoke, smoke=args.smoke)
+    if args.level in ("2", "all"):
+        seeds = list(range(args.seeds or (1 if args.smoke else 3 if args.quick else 8)))
+        # the released code's example: start from the reference noised to denoise 0.75
+        res["level2"] = run_level2(host, seeds, args.quick, block=args.block, denoise=0.75, strip=args.strip,
+                                   sweep=not args.smoke, steps=8 if args.smoke else 20)
+        if not args.smoke:
+            res["level2_t2v"] = run_level2(host, seeds, args.quick, block=args.block, denoise=1.0, sweep=False)
+    print(format_tables(res))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(res, indent=2, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

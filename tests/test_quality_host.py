@@ -1,0 +1,100 @@
+"""The quality benchmark (bench/quality.py, bench/train_shapes.py) at small settings, inside
+real ComfyUI: the motion really moves into the latent (level 1), the committed tiny
+shapes model transfers a reference path (level 2), and the training command still runs.
+The full tables come from ``python -m bench.quality`` (README "Quality")."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from . import comfy_host
+
+pytestmark = pytest.mark.host
+
+
+@pytest.fixture(scope="module")
+def quality(comfy, fastvmt_pack):
+    from bench import quality
+    return quality
+
+
+def _level1_agreement(comfy, quality, model_kind, motion, config, seed=0):
+    frames, h, w = 5, 16, 24
+    ref = quality.known_motion_latent(motion, frames, h, w, seed=100 + seed)
+    name = quality.put_latent(ref, f"t_l1_{motion}_{seed}")
+    still = quality.put_latent(ref[:, :, :1].expand_as(ref).contiguous(), f"t_l1_{motion}_{seed}_still")
+    g = quality.level1_graph(quality.level1_model(comfy, model_kind), name, still, frames=frames, lat_h=h, lat_w=w,
+                             seed=seed, overrides=quality.CONFIGS[config], add_noise=True)
+    z = quality.model_space(comfy.run_graph(g).raise_for_error().output("sample", 0))[0]
+    cells = (2, 3)
+    return quality.displacement_agreement(quality.block_motion(z.transpose(0, 1).numpy(), cells, max_shift=4),
+                                          quality.block_motion(ref[0].transpose(0, 1).numpy(), cells, max_shift=4),
+                                          still_px=0.1)
+
+
+def test_level1_guidance_writes_the_reference_translation_into_the_latent(comfy, quality):
+    plain = _level1_agreement(comfy, quality, "random, tied q/k", "translation", "no transfer")
+    guided = _level1_agreement(comfy, quality, "random, tied q/k", "translation", "FastVMT")
+    print(f"level 1 translation agreement: no transfer {plain:.3f}, FastVMT {guided:.3f}")
+    assert plain < 0.2, "a still start should not move like the reference without guidance"
+    assert guided > plain + 0.2, (plain, guided)
+
+
+def test_training_command_runs(tmp_path, comfy):
+    out = tmp_path / "shapes.safetensors"
+    r = subprocess.run([sys.executable, "-m", "bench.train_shapes", "--steps", "2", "--batch", "2", "--frames", "3",
+                        "--size", "8", "--warmup", "1", "--threads", "1", "--save-every", "0", "--out", str(out)],
+                       cwd=comfy_host.REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["settings"]["steps"] == 2 and len(meta["history"]) >= 1
+    import comfy.sd
+    model = comfy.sd.load_diffusion_model(str(out))
+    assert type(model.model.model_config).__name__ == "WAN21_T2V"
+    assert model.model.diffusion_model.dim == 128
+
+
+def test_level2_committed_checkpoint_draws_the_prompted_shape_and_guidance_runs(comfy, quality):
+    """The committed tiny shapes model through real UNETLoader + Guidance Sampler: it draws
+    the prompted shape (a circle: the class it learned best, see README "Quality"), the
+    scorer gives the reference a perfect score against itself, and guidance changes the
+    result while keeping a drawable object."""
+    import torch
+    from bench import shapes
+    model = quality.install_shapes_model(comfy)
+    spec = shapes.ClipSpec()
+    ref = quality.shapes_reference(1, spec)          # seed 1: a square on a path, prompt "circle"
+    assert shapes.CLASSES[ref["b"]] == "circle"
+    self_score = quality.score_clip(ref, ref["intensity"])
+    assert self_score["fidelity"] > 0.95 and self_score["step_cos"] > 0.99
+    name = quality.put_latent(ref["latent"], "t_l2_1")
+    clips = {}
+    for config in ("no transfer", "FastVMT"):
+        g = quality.level2_graph(model, name, "circle", spec=spec, seed=1, block=2, steps=12, cfg=4.0,
+                                 overrides=quality.CONFIGS[config], denoise=0.75)
+        clips[config] = shapes.decode(quality.model_space(comfy.run_graph(g).raise_for_error().output("sample", 0)))[0]
+    for config, clip in clips.items():
+        shape, fill = shapes.classify(clip)
+        assert shape == "circle", f"{config}: drew a {shape} (fill {fill:.2f}) for the prompt 'circle'"
+        m = quality.score_clip(ref, clip)
+        assert -1.0 <= m["fidelity"] <= 1.0 and torch.isfinite(torch.tensor(m["path_err_px"]))
+    assert (clips["FastVMT"] - clips["no transfer"]).abs().max() > 0.05, "guidance left the video unchanged"
+
+
+def test_quality_command_runs(tmp_path, comfy):
+    """`python -m bench.quality --smoke`: both levels, tables and JSON (so the command cannot rot)."""
+    out = tmp_path / "quality.json"
+    strip = tmp_path / "strip.png"
+    r = subprocess.run([sys.executable, "-m", "bench.quality", "--smoke", "--json", str(out), "--strip", str(strip)],
+                       cwd=comfy_host.REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert {row["config"] for row in res["level1"]["runs"]} == {"no transfer", "FastVMT", "full AMF"}
+    assert {row["config"] for row in res["level2"]["runs"]} == {"no transfer", "FastVMT", "no skip", "full AMF"}
+    assert "| FastVMT |" in r.stdout and "Level 1" in r.stdout and "Level 2" in r.stdout
+    import cv2
+    img = cv2.imread(str(strip))
+    assert img is not None and img.shape[0] > 3 * 64, "the frame strip should hold the reference and two clips"

@@ -1,0 +1,96 @@
+"""The README, read as a new user reads it.
+
+Every shell command in the README's code blocks must be run by a test or by ``.ci/run``;
+``COVERED_BY`` says where, and a command nobody runs fails here. The install block is run
+here as written (clone into a ``custom_nodes`` folder, ``pip install -r``), and the cloned
+pack is then loaded by real ComfyUI in a fresh process.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from . import comfy_host
+
+REPO = comfy_host.REPO_ROOT
+README = REPO / "README.md"
+
+# README command (its start) -> what runs it
+COVERED_BY = {
+    "cd ComfyUI/custom_nodes": "tests/test_readme.py::test_install_block_as_written",
+    "git clone": "tests/test_readme.py::test_install_block_as_written",
+    "pip install -r": "tests/test_readme.py::test_install_block_as_written",
+    "python fastvmt_runner.py": "tests/test_runner_host.py::test_headless_run_writes_the_video",
+    "python -m pytest tests": ".ci/run",
+    "python -m fastvmt_core.bench amf": "tests/test_core_standalone.py::test_amf_benchmark_command_runs",
+    "python -m bench.sampling": "tests/test_bench_sampling.py",
+    "python -m bench.quality": "tests/test_quality_host.py::test_quality_command_runs",
+    "python -m bench.train_shapes": "tests/test_quality_host.py::test_training_command_runs",
+}
+
+
+def readme_commands() -> list[str]:
+    """Shell commands of the README's fenced code blocks (continuation lines joined,
+    comments dropped)."""
+    text = README.read_text(encoding="utf-8")
+    cmds = []
+    for block in re.findall(r"```(?:bash|sh|shell)?\n(.*?)```", text, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("  #")[0].strip()
+            if line and not line.startswith("#"):
+                cmds.append(" ".join(line.split()))
+    return cmds
+
+
+def test_every_readme_command_is_run_somewhere():
+    cmds = readme_commands()
+    assert any(c.startswith("python -m pytest tests") for c in cmds), "the README lost its test command"
+    assert any(c.startswith("python fastvmt_runner.py") for c in cmds), "the README lost its runner command"
+    uncovered = [c for c in cmds if not any(c.startswith(k) for k in COVERED_BY)]
+    assert not uncovered, f"README commands no test or CI step runs: {uncovered}"
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "python -m pytest tests" in ci, ".ci/run must call the README's test command"
+    for where in set(COVERED_BY.values()):
+        path = REPO / where.split("::")[0]
+        assert path.is_file(), f"{where} is named as covering a README command but does not exist"
+        if "::" in where:
+            assert f"def {where.split('::')[1]}(" in path.read_text(), f"{where} does not exist"
+
+
+def _install_block() -> list[str]:
+    cmds = readme_commands()
+    start = next(i for i, c in enumerate(cmds) if c.startswith("cd ComfyUI/custom_nodes"))
+    return cmds[start:start + 3]
+
+
+@pytest.mark.host
+def test_install_block_as_written(tmp_path, comfy):
+    if not (REPO / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("needs a git checkout of this repository and git")
+    cd, clone, pip = _install_block()
+    assert cd == "cd ComfyUI/custom_nodes" and clone.startswith("git clone <this repository> ")
+    assert pip.startswith("pip install -r ")
+    work = tmp_path / "ComfyUI" / "custom_nodes"
+    work.mkdir(parents=True)
+    dest = clone.split()[-1]
+    # "<this repository>" is this checkout: what the user clones is what was committed
+    subprocess.run(["git", "clone", "-q", str(REPO), dest], cwd=work, check=True)
+    r = subprocess.run([sys.executable, "-m", *pip.split()], cwd=work, capture_output=True, text=True)
+    assert r.returncode == 0, f"{pip} failed:\n{r.stdout}\n{r.stderr}"
+    pack = work / dest
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from tests import comfy_host;"
+        "host = comfy_host.bootstrap(load_pack=False);"
+        "ok, names, msg = host._load_custom_node(__import__('pathlib').Path(sys.argv[2]), 'clone');"
+        "print('LOADED' if ok else 'FAILED', ' '.join(names)); print(msg)"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(REPO), str(pack)], capture_output=True, text=True,
+                       timeout=300)
+    assert "LOADED" in r.stdout, f"the cloned pack did not load in ComfyUI:\n{r.stdout}\n{r.stderr[-3000:]}"
+    for node in ("FastVMTExtractMotion", "FastVMTGuidanceSampler", "FastVMTStepSkipSettings"):
+        assert node in r.stdout, f"{node} not registered by the cloned pack:\n{r.stdout}"
