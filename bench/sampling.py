@@ -110,7 +110,10 @@ def _peak_rss_mib() -> float:
         return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024
 
 
-def run(quick: bool, repeats: int, smoke: bool = False) -> dict:
+TABLES = ("configurations", "frames", "sweep")
+
+
+def run(quick: bool, repeats: int, smoke: bool = False, tables=TABLES) -> dict:
     from tests import comfy_host
     host = comfy_host.bootstrap(tempfile.mkdtemp(prefix="fastvmt-bench-"))
     host.require_pack()
@@ -124,13 +127,13 @@ def run(quick: bool, repeats: int, smoke: bool = False) -> dict:
         "motion_block": BLOCK, "repeats": repeats}}
 
     rows = []
-    for name, overrides, what in CONFIGS:
+    for name, overrides, what in (CONFIGS if "configurations" in tables else []):
         if smoke and overrides and overrides.get("exit_block") == 20:
             overrides = {**overrides, "exit_block": 15}
         m = measure(host, lambda s: graph(model, frames=frames, lat_h=lat_h, lat_w=lat_w, steps=steps, seed=s,
                                           overrides=overrides), repeats)
         rows.append({"config": name, "what": what, **m})
-    plain, fast = rows[0], rows[1]
+    plain, fast = (rows[0], rows[1]) if rows else (None, None)
     for r in rows:
         r["x_plain"] = r["total_s"] / plain["total_s"]
         r["x_fastvmt"] = r["total_s"] / fast["total_s"]
@@ -138,7 +141,7 @@ def run(quick: bool, repeats: int, smoke: bool = False) -> dict:
     results["configurations"] = rows
 
     scaling = []
-    for f in ((3,) if smoke else (3, 5) if quick else (3, 5, 9, 17)):
+    for f in ((3,) if smoke else (3, 5) if quick else (3, 5, 9, 17)) if "frames" in tables else ():
         for name, overrides in (("FastVMT", {}), ("full AMF", {"mode": "AMF", "exit_block": 999})):
             m = measure(host, lambda s: graph(model, frames=f, lat_h=lat_h, lat_w=lat_w, steps=steps, seed=s,
                                               overrides=overrides), 1 if quick else max(1, repeats - 1))
@@ -146,7 +149,7 @@ def run(quick: bool, repeats: int, smoke: bool = False) -> dict:
     results["frames"] = scaling
 
     sweep = []
-    grid = ([("interval", 1), ("window", 11)] if smoke else [("interval", 1), ("interval", 3)] if quick else
+    grid = [] if "sweep" not in tables else ([("interval", 1), ("window", 11)] if smoke else [("interval", 1), ("interval", 3)] if quick else
             [("interval", v) for v in (1, 2, 3, 4)] + [("window", v) for v in (11, 21, 31)]
             + [("span", v) for v in (3, 5, 7)])
     s_h, s_w, s_f = (lat_h, lat_w, frames) if smoke else (16, 24, 5) if quick else (32, 48, 7)
@@ -189,13 +192,14 @@ def main(argv=None) -> int:
     p.add_argument("--smoke", action="store_true", help="tiniest settings, every row (the test suite runs this)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per configuration (median)")
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--tables", nargs="+", choices=TABLES, default=list(TABLES), help="which tables to measure")
     args = p.parse_args(argv)
     if os.environ.get("MALLOC_MMAP_THRESHOLD_") != "65536":
         # Re-start so the allocator returns freed tensors to the system (see the module doc).
         env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
         argv = sys.argv[1:] if argv is None else list(argv)
         os.execve(sys.executable, [sys.executable, "-m", "bench.sampling", *argv], env)
-    res = run(args.quick, args.repeats, args.smoke)
+    res = run(args.quick, args.repeats, args.smoke, tables=args.tables)
     print(format_tables(res))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
