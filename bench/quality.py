@@ -190,33 +190,47 @@ def level1_model(host, kind: str, block: int = 1) -> str:
     return name
 
 
+LEVEL1_LATENT = (5, 16, 24)   # frames, height, width
+LEVEL1_CELLS = (2, 3)
+
+
+def level1_case(kind: str, seed: int) -> dict:
+    """One level-1 reference: its LoadLatent names (moving and held still) and its motion estimate."""
+    ref = known_motion_latent(kind, *LEVEL1_LATENT, seed=100 + seed)
+    return {"ref": put_latent(ref, f"fastvmt_l1_{kind}_{seed}"),
+            "start": put_latent(ref[:, :, :1].expand_as(ref).contiguous(), f"fastvmt_l1_{kind}_{seed}_still"),
+            "field": block_motion(ref[0].transpose(0, 1).numpy(), LEVEL1_CELLS, max_shift=4)}
+
+
+def level1_agreement(host, model: str, case: dict, seed: int, config: str, lr: float = 0.03) -> float:
+    """Run the guided steps of one configuration; agreement of the latent's motion with the reference's."""
+    frames, lat_h, lat_w = LEVEL1_LATENT
+    res = host.run_graph(level1_graph(model, case["ref"], case["start"], frames=frames, lat_h=lat_h, lat_w=lat_w,
+                                      seed=seed, overrides=CONFIGS[config], lr=lr,
+                                      add_noise=True)).raise_for_error()
+    z = model_space(res.output("sample", 0))[0]
+    field = block_motion(z.transpose(0, 1).numpy(), LEVEL1_CELLS, max_shift=4)
+    return displacement_agreement(field, case["field"], still_px=0.1)
+
+
 def run_level1(host, seeds: list[int], quick: bool, lr: float = 0.03, smoke: bool = False) -> dict:
-    frames, lat_h, lat_w = (5, 16, 24)
-    cells = (2, 3)
+    frames, lat_h, lat_w = LEVEL1_LATENT
     rows = []
     for model_kind in (list(LEVEL1_MODELS)[-1:] if smoke else LEVEL1_MODELS):
         model = level1_model(host, model_kind)
         for kind in (("translation",) if smoke else ("translation", "apart") if quick else LEVEL1_MOTIONS):
             for seed in seeds:
-                ref = known_motion_latent(kind, frames, lat_h, lat_w, seed=100 + seed)
-                name = put_latent(ref, f"fastvmt_l1_{kind}_{seed}")
-                start = put_latent(ref[:, :, :1].expand_as(ref).contiguous(), f"fastvmt_l1_{kind}_{seed}_still")
-                ref_field = block_motion(ref[0].transpose(0, 1).numpy(), cells, max_shift=4)
+                case = level1_case(kind, seed)
                 for config in ("no transfer", "FastVMT", "full AMF"):
                     t0 = time.perf_counter()
-                    res = host.run_graph(level1_graph(model, name, start, frames=frames, lat_h=lat_h, lat_w=lat_w,
-                                                      seed=seed, overrides=CONFIGS[config], lr=lr,
-                                                      add_noise=True)).raise_for_error()
-                    z = model_space(res.output("sample", 0))[0]
-                    field = block_motion(z.transpose(0, 1).numpy(), cells, max_shift=4)
                     rows.append({"model": model_kind, "motion": kind, "seed": seed, "config": config,
-                                 "agreement": displacement_agreement(field, ref_field, still_px=0.1),
+                                 "agreement": level1_agreement(host, model, case, seed, config, lr),
                                  "seconds": time.perf_counter() - t0})
     return {"setup": {"models": LEVEL1_MODELS, "latent": [16, frames, lat_h, lat_w], "motion_block": 1,
                       "window": 7, "tile": [2, 2], "temporal_span": 3,
                       "start": "the reference's first frame held still, noised to sigma 0.5 (linear schedule)",
                       "steps": "20 (shift 1), steps 10-13 guided", "inner_steps": 10, "lr": [lr, lr * 2 / 3],
-                      "reference_noise": "clean", "cells": list(cells), "seeds": seeds},
+                      "reference_noise": "clean", "cells": list(LEVEL1_CELLS), "seeds": seeds},
             "runs": rows, "summary": _summarise(rows, ("model", "motion", "config"), "agreement")}
 
 
@@ -256,8 +270,10 @@ def level2_graph(model: str, ref: str, prompt: str, *, spec: shapes.ClipSpec, se
     }
 
 
-def score_level2(ref: dict, z: torch.Tensor) -> dict:
-    return score_clip(ref, shapes.decode(z)[0])
+def level2_clip(host, model: str, ref: dict, ref_name: str, *, spec: shapes.ClipSpec, seed: int, **graph_kw):
+    """Generate one clip for the reference's prompt shape; its intensity ``[F, H, W]``."""
+    g = level2_graph(model, ref_name, shapes.CLASSES[ref["b"]], spec=spec, seed=seed, **graph_kw)
+    return shapes.decode(model_space(host.run_graph(g).raise_for_error().output("sample", 0)))[0]
 
 
 def score_clip(ref: dict, gen: torch.Tensor) -> dict:
@@ -288,17 +304,18 @@ def run_level2(host, seeds: list[int], quick: bool, model_path: Path = SHAPES_MO
     spec = shapes.ClipSpec()
     overrides = overrides or {}
     rows, examples = [], []
+    refs = []
     for seed in seeds:
         ref = shapes_reference(seed, spec)
-        name = put_latent(ref["latent"], f"fastvmt_l2_{seed}")
+        refs.append((seed, ref, put_latent(ref["latent"], f"fastvmt_l2_{seed}")))
+    common = dict(spec=spec, steps=steps, cfg=cfg, denoise=denoise)
+    for seed, ref, name in refs:
         prompt = shapes.CLASSES[ref["b"]]
         example = [(f"reference: {shapes.CLASSES[ref['a']]}", ref["intensity"])]
         for config, cfg_over in CONFIGS.items():
             t0 = time.perf_counter()
-            res = host.run_graph(level2_graph(model, name, prompt, spec=spec, seed=seed, block=block, steps=steps,
-                                              cfg=cfg, overrides={**overrides, **cfg_over},
-                                              denoise=denoise)).raise_for_error()
-            gen = shapes.decode(model_space(res.output("sample", 0)))[0]
+            gen = level2_clip(host, model, ref, name, seed=seed, block=block, overrides={**overrides, **cfg_over},
+                              **common)
             m = score_clip(ref, gen)
             rows.append({"seed": seed, "config": config, "reference": shapes.CLASSES[ref["a"]], "prompt": prompt,
                          **m, "seconds": time.perf_counter() - t0})
@@ -324,14 +341,9 @@ def run_level2(host, seeds: list[int], quick: bool, model_path: Path = SHAPES_MO
                     over[knob] = v
                 if knob == "lr_start":
                     over["lr_end"] = v * 2 / 3
-                for seed in seeds:
-                    ref = shapes_reference(seed, spec)
-                    name = put_latent(ref["latent"], f"fastvmt_l2_{seed}")
-                    res = host.run_graph(level2_graph(model, name, shapes.CLASSES[ref["b"]], spec=spec, seed=seed,
-                                                      block=b, steps=steps, cfg=cfg, overrides=over,
-                                                      denoise=denoise)).raise_for_error()
-                    sw.append({"knob": knob, "value": v, "seed": seed,
-                               **score_level2(ref, model_space(res.output("sample", 0)))})
+                for seed, ref, name in refs:
+                    gen = level2_clip(host, model, ref, name, seed=seed, block=b, overrides=over, **common)
+                    sw.append({"knob": knob, "value": v, "seed": seed, **score_clip(ref, gen)})
         out["sweep"] = sw
         out["sweep_summary"] = _summarise(sw, ("knob", "value"), "fidelity", extra=("shape_ok", "step_cos"))
     return out

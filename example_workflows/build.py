@@ -282,54 +282,54 @@ NOTE_SAMPLER = (
     "The output fps follows the reference video's fps (linked from Get Video Components).")
 
 
-def wf_guidance_sampler() -> Graph:
-    g = Graph("fastvmt_wan21_t2v_motion_transfer",
-              "FastVMT motion transfer with the FastVMT Guidance Sampler (Wan 2.1 T2V 1.3B).")
+def _transfer_inputs(g: Graph) -> dict:
+    """The nodes both single-run workflows share: loaders, reference motion, prompts, empty
+    latent and Step-Skip Settings (created in this order, so node ids stay stable)."""
     unet, clip, vae = _loaders(g, 0, 0)
     video, comps, ref_prompt, extract = _reference(g, unet, clip, vae, 0, 500)
     pos, neg = _prompts(g, clip, 760, 0, POSITIVE)
     latent = g.add("EmptyHunyuanLatentVideo", (760, 440), title="Empty Wan Latent Video", width=SIZE["width"],
                    height=SIZE["height"], length=SIZE["length"], batch_size=1)
     settings = _settings(g, (760, 640))
-    sampler = g.add("FastVMTGuidanceSampler", (1220, 0), size=(340, 380), model=unet, positive=pos, negative=neg,
-                    latent_image=latent, motion=extract, settings=settings, seed=42, steps=50, cfg=6.0,
-                    sampler_name="euler", scheduler="simple", denoise=1.0)
-    out = _output(g, sampler, vae, comps.out("fps"), 1620, 0, "video/fastvmt")
+    return dict(unet=unet, clip=clip, vae=vae, video=video, comps=comps, ref_prompt=ref_prompt, extract=extract,
+                pos=pos, neg=neg, latent=latent, settings=settings)
+
+
+def _transfer_notes_and_groups(g: Graph, n: dict, guidance: list, out, note: str, note_pos, note_size) -> None:
     n1 = g.note(NOTE_MODELS, (-420, 0), (380, 200), "Models")
     n2 = g.note(NOTE_REFERENCE, (-420, 500), (380, 300), "Reference video and size")
-    n3 = g.note(NOTE_SAMPLER, (1220, 420), (340, 320), "Prompt and guidance")
-    g.group("Models", [unet, clip, vae, n1])
-    g.group("Reference motion", [video, comps, ref_prompt, extract, n2], "#8A8")
-    g.group("Prompts and guidance", [pos, neg, latent, settings, sampler, n3], "#88A")
+    n3 = g.note(note, note_pos, note_size, "Prompt and guidance")
+    g.group("Models", [n["unet"], n["clip"], n["vae"], n1])
+    g.group("Reference motion", [n["video"], n["comps"], n["ref_prompt"], n["extract"], n2], "#8A8")
+    g.group("Prompts and guidance", [n["pos"], n["neg"], n["latent"], n["settings"], *guidance, n3], "#88A")
     g.group("Output", list(out), "#a1309b")
+
+
+def wf_guidance_sampler() -> Graph:
+    g = Graph("fastvmt_wan21_t2v_motion_transfer",
+              "FastVMT motion transfer with the FastVMT Guidance Sampler (Wan 2.1 T2V 1.3B).")
+    n = _transfer_inputs(g)
+    sampler = g.add("FastVMTGuidanceSampler", (1220, 0), size=(340, 380), model=n["unet"], positive=n["pos"],
+                    negative=n["neg"], latent_image=n["latent"], motion=n["extract"], settings=n["settings"],
+                    seed=42, steps=50, cfg=6.0, sampler_name="euler", scheduler="simple", denoise=1.0)
+    out = _output(g, sampler, n["vae"], n["comps"].out("fps"), 1620, 0, "video/fastvmt")
+    _transfer_notes_and_groups(g, n, [sampler], out, NOTE_SAMPLER, (1220, 420), (340, 320))
     return g
 
 
 def wf_apply_motion() -> Graph:
     g = Graph("fastvmt_wan21_t2v_apply_motion_ksampler",
               "FastVMT motion transfer with Apply FastVMT Motion and the stock KSampler (Wan 2.1 T2V 1.3B).")
-    unet, clip, vae = _loaders(g, 0, 0)
-    video, comps, ref_prompt, extract = _reference(g, unet, clip, vae, 0, 500)
-    pos, neg = _prompts(g, clip, 760, 0, POSITIVE)
-    latent = g.add("EmptyHunyuanLatentVideo", (760, 440), title="Empty Wan Latent Video", width=SIZE["width"],
-                   height=SIZE["height"], length=SIZE["length"], batch_size=1)
-    settings = _settings(g, (760, 640))
-    apply = g.add("FastVMTApplyMotion", (1220, 0), model=unet, motion=extract, settings=settings)
-    sampler = g.add("KSampler", (1220, 150), size=(340, 300), model=apply, positive=pos, negative=neg,
-                    latent_image=latent, seed=42, steps=50, cfg=6.0, sampler_name="euler", scheduler="simple",
+    n = _transfer_inputs(g)
+    apply = g.add("FastVMTApplyMotion", (1220, 0), model=n["unet"], motion=n["extract"], settings=n["settings"])
+    sampler = g.add("KSampler", (1220, 150), size=(340, 300), model=apply, positive=n["pos"], negative=n["neg"],
+                    latent_image=n["latent"], seed=42, steps=50, cfg=6.0, sampler_name="euler", scheduler="simple",
                     denoise=1.0)
-    out = _output(g, sampler, vae, comps.out("fps"), 1620, 0, "video/fastvmt_ksampler")
-    n1 = g.note(NOTE_MODELS, (-420, 0), (380, 200), "Models")
-    n2 = g.note(NOTE_REFERENCE, (-420, 500), (380, 300), "Reference video and size")
-    n3 = g.note(
-        "Apply FastVMT Motion returns a patched copy of the model; any stock sampler that takes a MODEL "
-        "(KSampler, KSamplerAdvanced, SamplerCustomAdvanced) then transfers the motion. Same result as the "
-        "FastVMT Guidance Sampler for the same inputs.\n\n" + NOTE_SAMPLER, (1220, 490), (340, 420),
-        "Prompt and guidance")
-    g.group("Models", [unet, clip, vae, n1])
-    g.group("Reference motion", [video, comps, ref_prompt, extract, n2], "#8A8")
-    g.group("Prompts and guidance", [pos, neg, latent, settings, apply, sampler, n3], "#88A")
-    g.group("Output", list(out), "#a1309b")
+    out = _output(g, sampler, n["vae"], n["comps"].out("fps"), 1620, 0, "video/fastvmt_ksampler")
+    note = ("Apply FastVMT Motion returns a patched copy of the model; any stock sampler that takes a MODEL "
+            "(KSampler, KSamplerAdvanced, SamplerCustomAdvanced) then transfers the motion. Same result as the "
+            "FastVMT Guidance Sampler for the same inputs.\n\n" + NOTE_SAMPLER)
+    _transfer_notes_and_groups(g, n, [apply, sampler], out, note, (1220, 490), (340, 420))
     return g
 
 

@@ -21,23 +21,11 @@ def quality(comfy, fastvmt_pack):
     return quality
 
 
-def _level1_agreement(comfy, quality, model_kind, motion, config, seed=0):
-    frames, h, w = 5, 16, 24
-    ref = quality.known_motion_latent(motion, frames, h, w, seed=100 + seed)
-    name = quality.put_latent(ref, f"t_l1_{motion}_{seed}")
-    still = quality.put_latent(ref[:, :, :1].expand_as(ref).contiguous(), f"t_l1_{motion}_{seed}_still")
-    g = quality.level1_graph(quality.level1_model(comfy, model_kind), name, still, frames=frames, lat_h=h, lat_w=w,
-                             seed=seed, overrides=quality.CONFIGS[config], add_noise=True)
-    z = quality.model_space(comfy.run_graph(g).raise_for_error().output("sample", 0))[0]
-    cells = (2, 3)
-    return quality.displacement_agreement(quality.block_motion(z.transpose(0, 1).numpy(), cells, max_shift=4),
-                                          quality.block_motion(ref[0].transpose(0, 1).numpy(), cells, max_shift=4),
-                                          still_px=0.1)
-
-
 def test_level1_guidance_writes_the_reference_translation_into_the_latent(comfy, quality):
-    plain = _level1_agreement(comfy, quality, "random, tied q/k", "translation", "no transfer")
-    guided = _level1_agreement(comfy, quality, "random, tied q/k", "translation", "FastVMT")
+    model = quality.level1_model(comfy, "random, tied q/k")
+    case = quality.level1_case("translation", 0)
+    plain = quality.level1_agreement(comfy, model, case, 0, "no transfer")
+    guided = quality.level1_agreement(comfy, model, case, 0, "FastVMT")
     print(f"level 1 translation agreement: no transfer {plain:.3f}, FastVMT {guided:.3f}")
     assert plain < 0.2, "a still start should not move like the reference without guidance"
     assert guided > plain + 0.2, (plain, guided)
@@ -71,11 +59,9 @@ def test_level2_committed_checkpoint_draws_the_prompted_shape_and_guidance_runs(
     self_score = quality.score_clip(ref, ref["intensity"])
     assert self_score["fidelity"] > 0.95 and self_score["step_cos"] > 0.99
     name = quality.put_latent(ref["latent"], "t_l2_1")
-    clips = {}
-    for config in ("no transfer", "FastVMT"):
-        g = quality.level2_graph(model, name, "circle", spec=spec, seed=1, block=2, steps=12, cfg=4.0,
-                                 overrides=quality.CONFIGS[config], denoise=0.75)
-        clips[config] = shapes.decode(quality.model_space(comfy.run_graph(g).raise_for_error().output("sample", 0)))[0]
+    clips = {config: quality.level2_clip(comfy, model, ref, name, spec=spec, seed=1, block=2, steps=12, cfg=4.0,
+                                         overrides=quality.CONFIGS[config], denoise=0.75)
+             for config in ("no transfer", "FastVMT")}
     for config, clip in clips.items():
         shape, fill = shapes.classify(clip)
         assert shape == "circle", f"{config}: drew a {shape} (fill {fill:.2f}) for the prompt 'circle'"
