@@ -81,6 +81,11 @@ SPECS = {
                                     "LATENT:LATENT"),
     "KSampler": Spec("KSampler", "model:MODEL seed:INT+ steps:INT cfg:FLOAT sampler_name:COMBO scheduler:COMBO "
                      "positive:CONDITIONING negative:CONDITIONING latent_image:LATENT denoise:FLOAT", "LATENT:LATENT"),
+    "KSamplerAdvanced": Spec("KSampler (Advanced)", "model:MODEL add_noise:COMBO noise_seed:INT+ steps:INT cfg:FLOAT "
+                             "sampler_name:COMBO scheduler:COMBO positive:CONDITIONING negative:CONDITIONING "
+                             "latent_image:LATENT start_at_step:INT end_at_step:INT return_with_leftover_noise:COMBO",
+                             "LATENT:LATENT"),
+    "ModelSamplingSD3": Spec("ModelSamplingSD3", "model:MODEL shift:FLOAT", "MODEL:MODEL"),
     "VAEDecode": Spec("VAE Decode", "samples:LATENT vae:VAE", "IMAGE:IMAGE"),
     "CreateVideo": Spec("Create Video", "images:IMAGE fps:FLOAT audio:AUDIO?", "VIDEO:VIDEO"),
     "SaveVideo": Spec("Save Video", "video:VIDEO filename_prefix:STRING format:COMBO codec:COMBO", ""),
@@ -113,10 +118,15 @@ HF = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/s
 WAN_T2V_13B = "wan2.1_t2v_1.3B_fp16.safetensors"
 UMT5 = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
 WAN_VAE = "wan_2.1_vae.safetensors"
+HF22 = "https://huggingface.co/Comfy-Org/Wan_2.2_ComfyUI_Repackaged/resolve/main/split_files"
+WAN22_T2V_HIGH = "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors"
+WAN22_T2V_LOW = "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors"
 MODEL_FILES = {  # name -> (models/ folder, download url); shown by the frontend's missing-models dialog
     WAN_T2V_13B: ("diffusion_models", f"{HF}/diffusion_models/{WAN_T2V_13B}"),
     UMT5: ("text_encoders", f"{HF}/text_encoders/{UMT5}"),
     WAN_VAE: ("vae", f"{HF}/vae/{WAN_VAE}"),
+    WAN22_T2V_HIGH: ("diffusion_models", f"{HF22}/diffusion_models/{WAN22_T2V_HIGH}"),
+    WAN22_T2V_LOW: ("diffusion_models", f"{HF22}/diffusion_models/{WAN22_T2V_LOW}"),
 }
 
 NEGATIVE = ("色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，"
@@ -282,24 +292,26 @@ NOTE_SAMPLER = (
     "The output fps follows the reference video's fps (linked from Get Video Components).")
 
 
-def _transfer_inputs(g: Graph) -> dict:
-    """The nodes both single-run workflows share: loaders, reference motion, prompts, empty
-    latent and Step-Skip Settings (created in this order, so node ids stay stable)."""
-    unet, clip, vae = _loaders(g, 0, 0)
-    video, comps, ref_prompt, extract = _reference(g, unet, clip, vae, 0, 500)
+def _transfer_inputs(g: Graph, unet=None, motion_block=14) -> dict:
+    """The nodes the single-run workflows share: loaders, reference motion, prompts, empty
+    latent and Step-Skip Settings (created in this order, so node ids stay stable).
+    ``unet``: a callable adding the model the motion is extracted with (default: the loader)."""
+    loader, clip, vae = _loaders(g, 0, 0)
+    unet = loader if unet is None else unet(loader)
+    video, comps, ref_prompt, extract = _reference(g, unet, clip, vae, 0, 500, motion_block)
     pos, neg = _prompts(g, clip, 760, 0, POSITIVE)
     latent = g.add("EmptyHunyuanLatentVideo", (760, 440), title="Empty Wan Latent Video", width=SIZE["width"],
                    height=SIZE["height"], length=SIZE["length"], batch_size=1)
     settings = _settings(g, (760, 640))
-    return dict(unet=unet, clip=clip, vae=vae, video=video, comps=comps, ref_prompt=ref_prompt, extract=extract,
-                pos=pos, neg=neg, latent=latent, settings=settings)
+    return dict(loader=loader, unet=unet, clip=clip, vae=vae, video=video, comps=comps, ref_prompt=ref_prompt,
+                extract=extract, pos=pos, neg=neg, latent=latent, settings=settings)
 
 
 def _transfer_notes_and_groups(g: Graph, n: dict, guidance: list, out, note: str, note_pos, note_size) -> None:
     n1 = g.note(NOTE_MODELS, (-420, 0), (380, 200), "Models")
     n2 = g.note(NOTE_REFERENCE, (-420, 500), (380, 300), "Reference video and size")
     n3 = g.note(note, note_pos, note_size, "Prompt and guidance")
-    g.group("Models", [n["unet"], n["clip"], n["vae"], n1])
+    g.group("Models", [n["loader"], n["clip"], n["vae"], *n.get("more_models", ()), n1])
     g.group("Reference motion", [n["video"], n["comps"], n["ref_prompt"], n["extract"], n2], "#8A8")
     g.group("Prompts and guidance", [n["pos"], n["neg"], n["latent"], n["settings"], *guidance, n3], "#88A")
     g.group("Output", list(out), "#a1309b")
@@ -393,7 +405,72 @@ def wf_reuse() -> Graph:
     return g
 
 
-WORKFLOWS = [wf_guidance_sampler, wf_apply_motion, wf_extract_save, wf_reuse]
+def wf_uni_pc() -> Graph:
+    g = Graph("fastvmt_wan21_t2v_uni_pc",
+              "FastVMT motion transfer with the settings of ComfyUI's Wan 2.1 template: uni_pc, 30 steps, shift 8.")
+    n = _transfer_inputs(g, unet=lambda loader: g.add("ModelSamplingSD3", (380, 0), size=(320, 60),
+                                                      model=loader, shift=8.0))
+    n["more_models"] = [n["unet"]]
+    sampler = g.add("FastVMTGuidanceSampler", (1220, 0), size=(340, 380), model=n["unet"], positive=n["pos"],
+                    negative=n["neg"], latent_image=n["latent"], motion=n["extract"], settings=n["settings"],
+                    seed=42, steps=30, cfg=6.0, sampler_name="uni_pc", scheduler="simple", denoise=1.0)
+    out = _output(g, sampler, n["vae"], n["comps"].out("fps"), 1620, 0, "video/fastvmt_uni_pc")
+    note = ("The sampler settings of ComfyUI's own Wan 2.1 text-to-video template: uni_pc / simple, 30 steps, "
+            "cfg 6, shift 8. The first 20% of the process (6 of 30 steps) is guided; UniPC cannot take one step "
+            "on its own, so those 6 steps are Euler steps (the first-order step of the same family for a flow "
+            "model) and UniPC takes over from step 7.\n\n" + NOTE_SAMPLER.split("\n\n", 1)[0])
+    _transfer_notes_and_groups(g, n, [sampler], out, note, (1220, 420), (340, 320))
+    return g
+
+
+NOTE_TWO_EXPERTS = (
+    "Wan 2.2 14B uses two experts: the high-noise model denoises steps 0-10 of 20, the low-noise model "
+    "steps 10-20 (the split of ComfyUI's template, cfg 3.5, shift 5). The motion is applied to both. "
+    "FastVMT guides the first 20% of the WHOLE schedule, so steps 1-4 are guided, all by the high-noise "
+    "expert; the low-noise expert's call lies outside the guided range and runs plain (its summary in the "
+    "log says so). Connecting it to the low-noise expert too is harmless and keeps the recipe the same for "
+    "other splits.\n\n"
+    "4-step lightx2v LoRA: add 'LoraLoaderModelOnly' with wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise / "
+    "_low_noise after each loader, then steps 4, cfg 1, split 0-2 / 2-4. Step 1 (sigma 1.0) is guided; the "
+    "reference is re-noised to at most sigma 0.9 (Step-Skip Settings reference_sigma_cap), so it still "
+    "carries its motion.\n\n"
+    "motion_block 20 is the middle of the 14B's 40 blocks.")
+
+
+def wf_two_experts() -> Graph:
+    g = Graph("fastvmt_wan22_t2v_14b_two_experts",
+              "FastVMT motion transfer on Wan 2.2 14B T2V: high- and low-noise experts, two KSamplerAdvanced.")
+
+    def high(loader):
+        loader.values["unet_name"] = WAN22_T2V_HIGH
+        return g.add("ModelSamplingSD3", (380, 0), size=(320, 60), title="Shift (high noise)", model=loader,
+                     shift=5.0)
+
+    n = _transfer_inputs(g, unet=high, motion_block=20)
+    low_loader = g.add("UNETLoader", (0, -150), title="Load Diffusion Model (low noise)", color=LOADER_COLOR,
+                       unet_name=WAN22_T2V_LOW, weight_dtype="default")
+    low = g.add("ModelSamplingSD3", (380, -150), size=(320, 60), title="Shift (low noise)", model=low_loader,
+                shift=5.0)
+    n["more_models"] = [n["unet"], low_loader, low]
+    apply_high = g.add("FastVMTApplyMotion", (1220, 0), title="Apply FastVMT Motion (high noise)", model=n["unet"],
+                       motion=n["extract"], settings=n["settings"])
+    apply_low = g.add("FastVMTApplyMotion", (1220, 150), title="Apply FastVMT Motion (low noise)", model=low,
+                      motion=n["extract"], settings=n["settings"])
+    first = g.add("KSamplerAdvanced", (1220, 300), title="KSampler (high noise, steps 0-10)",
+                  model=apply_high, positive=n["pos"], negative=n["neg"], latent_image=n["latent"],
+                  add_noise="enable", noise_seed=42, steps=20, cfg=3.5, sampler_name="euler", scheduler="simple",
+                  start_at_step=0, end_at_step=10, return_with_leftover_noise="enable")
+    second = g.add("KSamplerAdvanced", (1220, 720), title="KSampler (low noise, steps 10-20)",
+                   model=apply_low, positive=n["pos"], negative=n["neg"], latent_image=first,
+                   add_noise="disable", noise_seed=0, steps=20, cfg=3.5, sampler_name="euler", scheduler="simple",
+                   start_at_step=10, end_at_step=10000, return_with_leftover_noise="disable")
+    out = _output(g, second, n["vae"], n["comps"].out("fps"), 1620, 0, "video/fastvmt_wan22")
+    _transfer_notes_and_groups(g, n, [apply_high, apply_low, first, second], out, NOTE_TWO_EXPERTS,
+                               (1220, 1130), (340, 600))
+    return g
+
+
+WORKFLOWS = [wf_guidance_sampler, wf_apply_motion, wf_extract_save, wf_reuse, wf_uni_pc, wf_two_experts]
 
 
 # ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ benchmarked and reused without a host.
 from .amf import MotionFlow, global_amf, sliding_window_amf, frame_pairs
 from .losses import amf_loss, window_loss, total_loss, offset_weights
 from .optimize import optimize_latent, OptimizeStats
-from .schedule import guided_step_count, guided_steps
+from .schedule import guided_end_percent, guided_prefix, reference_sigma, uniform_percents
 from .settings import FastVMTSettings, MODES, REFERENCE_NOISE_MODES
 from .fidelity import motion_fidelity, motion_fidelity_report, FidelityReport
 
@@ -16,7 +16,7 @@ __all__ = [
     "MotionFlow", "global_amf", "sliding_window_amf", "frame_pairs",
     "amf_loss", "window_loss", "total_loss", "offset_weights",
     "optimize_latent", "OptimizeStats",
-    "guided_step_count", "guided_steps",
+    "guided_end_percent", "guided_prefix", "reference_sigma", "uniform_percents",
     "FastVMTSettings", "MODES", "REFERENCE_NOISE_MODES",
     "motion_fidelity", "motion_fidelity_report", "FidelityReport",
 ]

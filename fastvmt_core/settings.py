@@ -28,9 +28,10 @@ class FastVMTSettings:
     interval: int = 3                 # recompute the gradient every `interval` inner steps
     lr_start: float = 0.003
     lr_end: float = 0.002
-    guidance_fraction: float = 0.2    # guided share of the outer steps
+    guidance_fraction: float = 0.2    # guided share of the denoising process (schedule.py), from its start
     reference_noise: str = "renoise"  # renoise: reference re-noised per guided step (released code); clean: once
     reference_seed: int = 0           # seed of the fixed reference noise
+    reference_sigma_cap: float = 0.9  # the reference is re-noised to at most this sigma (few-step schedules)
     exit_block: int = -1              # -1: stop inside the motion block (early exit); N: run blocks up to N
                                       # (the released code truncates after 20); N past the last block: whole DiT
 
@@ -55,6 +56,7 @@ class FastVMTSettings:
         _float_range("lr_end", self.lr_end, 0.0, 1.0)
         _float_range("guidance_fraction", self.guidance_fraction, 0.0, 1.0)
         _int_range("reference_seed", self.reference_seed, 0, 2**64 - 1)
+        _float_range("reference_sigma_cap", self.reference_sigma_cap, 0.0, 1.0)
         _int_range("exit_block", self.exit_block, -1, 10_000)
         if self.lambda_amf == 0 and self.lambda_window == 0 and self.mode != "No_transfer":
             raise ValueError("lambda_amf and lambda_window are both 0: nothing to optimise; "

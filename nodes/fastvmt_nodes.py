@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 
 import torch
 from comfy_api.latest import io, ui
@@ -16,7 +17,7 @@ import nodes as comfy_nodes
 
 from ..fastvmt_core import FastVMTSettings
 from .fidelity_node import MotionFidelity
-from .motion import MotionReference, load_motion, save_motion
+from .motion import MotionReference, read_motion_file, write_motion_file
 from .wan_guidance import apply_fastvmt, check_block_index, check_motion_matches, wan_geometry
 
 log = logging.getLogger("FastVMT")
@@ -176,8 +177,10 @@ class StepSkipSettings(io.ComfyNode):
                 io.Float.Input("lr_end", default=d.lr_end, min=0.0, max=1.0, step=0.0001,
                                tooltip="AdamW learning rate at the last inner step (paper 0.002)."),
                 io.Float.Input("guided_fraction", default=d.guidance_fraction, min=0.0, max=1.0, step=0.01,
-                               tooltip="Share of the denoising steps that are guided, from the start (paper 0.2: "
-                                       "the first 10 of 50)."),
+                               tooltip="Share of the denoising process that is guided, from its start (paper 0.2: "
+                                       "the first 10 of 50 steps). It is a share of the whole run, so KSampler"
+                                       "Advanced splits and Wan 2.2's two experts guide the same steps as one "
+                                       "KSampler would."),
                 io.Float.Input("lambda_amf", default=d.lambda_amf, min=0.0, max=1000.0, step=0.1,
                                tooltip="Weight of the motion-flow loss (paper lambda_AMF = 5)."),
                 io.Float.Input("lambda_window", default=d.lambda_window, min=0.0, max=1000.0, step=0.1,
@@ -188,6 +191,12 @@ class StepSkipSettings(io.ComfyNode):
                                        "once from the clean latent (one reference pass per run)."),
                 io.Int.Input("reference_seed", default=d.reference_seed, min=0, max=0xffffffffffffffff,
                              tooltip="Seed of the fixed noise used to re-noise the reference."),
+                io.Float.Input("reference_sigma_cap", default=d.reference_sigma_cap, min=0.0, max=1.0, step=0.01,
+                               optional=True,
+                               tooltip="The reference is re-noised to the guided step's sigma, but never above this "
+                                       "cap, so few-step schedules (4-step distilled LoRAs start at sigma 1.0) "
+                                       "compare against a reference that still carries its motion. Default 0.9 "
+                                       "(README 'Few-step schedules'); 1.0 turns the cap off."),
                 io.Int.Input("exit_block", default=d.exit_block, min=-1, max=999, optional=True,
                              tooltip="Advanced, for benchmarks. -1 (default): guidance passes stop inside the "
                                      "motion block once its queries/keys exist (fastest). N: run blocks up to N "
@@ -198,11 +207,13 @@ class StepSkipSettings(io.ComfyNode):
 
     @classmethod
     def execute(cls, mode, interval, inner_steps, lr_start, lr_end, guided_fraction, lambda_amf, lambda_window,
-                reference_noise, reference_seed, exit_block=-1) -> io.NodeOutput:
+                reference_noise, reference_seed, reference_sigma_cap=DEFAULTS.reference_sigma_cap,
+                exit_block=-1) -> io.NodeOutput:
         return io.NodeOutput(_settings_or_error(
             mode=mode, interval=interval, inner_steps=inner_steps, lr_start=lr_start, lr_end=lr_end,
             guidance_fraction=guided_fraction, lambda_amf=lambda_amf, lambda_window=lambda_window,
-            reference_noise=reference_noise, reference_seed=reference_seed, exit_block=exit_block))
+            reference_noise=reference_noise, reference_seed=reference_seed,
+            reference_sigma_cap=reference_sigma_cap, exit_block=exit_block))
 
 
 def _motion_inputs():
@@ -247,13 +258,16 @@ class GuidanceSampler(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
                              tooltip="Seed of the initial noise."),
                 io.Int.Input("steps", default=50, min=1, max=10000,
-                             tooltip="Denoising steps (paper: 50). The first 'guided_fraction' of them are guided."),
+                             tooltip="Denoising steps (paper: 50). The first 'guided_fraction' of the process is "
+                                     "guided (10 of 50 steps at 0.2)."),
                 io.Float.Input("cfg", default=6.0, min=0.0, max=100.0, step=0.1, round=0.01,
                                tooltip="Classifier-free guidance scale of the denoising steps (guidance passes use "
                                        "the positive prompt only, as in the paper)."),
                 io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler",
-                               tooltip="Sampler. The paper uses flow-matching Euler; any k-diffusion sampler works "
-                                       "(multistep ones restart their history after each guided step)."),
+                               tooltip="Sampler. The paper uses flow-matching Euler; every sampler of this list "
+                                       "works. Ancestral/SDE samplers keep one noise stream; multistep ones "
+                                       "restart their history after each guided step; uni_pc takes its guided "
+                                       "steps with Euler (README 'Samplers')."),
                 io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="simple",
                                tooltip="Noise schedule. 'simple' follows the model's shifted flow schedule."),
                 io.Conditioning.Input("positive", tooltip="The new prompt."),
@@ -289,11 +303,14 @@ class SaveMotion(io.ComfyNode):
             display_name="Save Motion",
             category=CATEGORY,
             description="Saves a motion as .safetensors in ComfyUI's output folder, so it is extracted once and "
-                        "reused or shared (copy it into the input folder to load it).",
+                        "reused or shared. Files under output/fastvmt/ appear in Load Motion right away (marked "
+                        "[output]). Never overwrites: the counter moves past existing files.",
             inputs=[
                 Motion.Input("motion", tooltip="The motion to save."),
                 io.String.Input("filename_prefix", default=f"{MOTION_SUBFOLDER}/motion",
-                                tooltip="File name prefix under the output folder; a counter is appended."),
+                                tooltip="File name prefix under the output folder; a counter is appended "
+                                        "(fastvmt/motion -> output/fastvmt/motion_00001_.safetensors). It must "
+                                        "stay inside the output folder."),
             ],
             outputs=[],
             is_output_node=True,
@@ -302,24 +319,70 @@ class SaveMotion(io.ComfyNode):
     @classmethod
     def execute(cls, motion, filename_prefix) -> io.NodeOutput:
         out_dir = folder_paths.get_output_directory()
-        full_dir, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, out_dir)
+        subfolder, name = _split_prefix(filename_prefix)
+        full_dir = os.path.join(out_dir, subfolder)
         os.makedirs(full_dir, exist_ok=True)
-        filename = f"{name}_{counter:05}_.safetensors"
-        path = os.path.join(full_dir, filename)
-        save_motion(motion, path)
-        log.info("FastVMT: saved motion to %s", path)
+        pattern = re.compile(rf"^{re.escape(name)}_(\d+)_\.safetensors$")
+        counter = 1 + max((int(m.group(1)) for f in os.listdir(full_dir) if (m := pattern.match(f))), default=0)
+        while True:  # exclusive create: a file that appeared meanwhile is never replaced
+            filename = f"{name}_{counter:05}_.safetensors"
+            try:
+                write_motion_file(motion, os.path.join(full_dir, filename))
+                break
+            except FileExistsError:
+                counter += 1
+        rel = "/".join(p for p in (subfolder, filename) if p)
+        listed = subfolder == MOTION_SUBFOLDER or subfolder.startswith(MOTION_SUBFOLDER + "/")
+        text = f"saved output/{rel}" + ("" if listed else f" (Load Motion lists input/ and output/{MOTION_SUBFOLDER}/; "
+                                                      "copy the file into input/ to load it)")
+        log.info("FastVMT: %s", text)
         return io.NodeOutput(ui={"fastvmt_motion": [{"filename": filename, "subfolder": subfolder, "type": "output"}],
-                                 "text": [f"saved {os.path.join(subfolder, filename)}"]})
+                                 "text": [text]})
 
 
-def _motion_files() -> list[str]:
-    root = folder_paths.get_input_directory()
+def _split_prefix(prefix: str) -> tuple[str, str]:
+    """(subfolder, file name stem) of a Save Motion prefix, refused if it leaves the output folder."""
+    parts = prefix.replace("\\", "/").split("/")
+    if (not prefix.strip() or prefix.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", prefix)
+            or any(p in ("..", ".") for p in parts)):
+        raise ValueError(f"filename_prefix: {prefix!r} must be a relative name inside ComfyUI's output folder, "
+                         f"without '..' or a drive (for example '{MOTION_SUBFOLDER}/motion')")
+    *folders, name = [p for p in parts[:-1] if p] + [parts[-1]]
+    return "/".join(folders), (name or "motion")
+
+
+OUTPUT_TAG = " [output]"
+
+
+def motion_files() -> list[str]:
+    """Every name Load Motion accepts: .safetensors files under input/, and under
+    output/fastvmt/ with ComfyUI's [output] annotation (saved motions, no copying)."""
     found = []
-    for dirpath, _, files in os.walk(root):
-        for f in files:
-            if f.endswith(".safetensors"):
-                found.append(os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/"))
+    for root, prefix, tag in ((folder_paths.get_input_directory(), "", ""),
+                              (os.path.join(folder_paths.get_output_directory(), MOTION_SUBFOLDER),
+                               MOTION_SUBFOLDER + "/", OUTPUT_TAG)):
+        for dirpath, _, files in os.walk(root):
+            for f in files:
+                if f.endswith(".safetensors"):
+                    rel = os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/")
+                    found.append(prefix + rel + tag)
     return sorted(found)
+
+
+def _unlisted(motion_file) -> str:
+    # One text whatever the name: it must not tell whether a path outside the folders exists.
+    return (f"motion_file: {motion_file!r} is not one of the motion files Load Motion lists (input/ and "
+            f"output/{MOTION_SUBFOLDER}/); pick one from the list (press R to refresh it) or upload the file into "
+            "ComfyUI's input folder")
+
+
+def resolve_motion_file(motion_file: str) -> str:
+    """The path of a listed motion file; any other name is refused before a file is touched."""
+    if not isinstance(motion_file, str) or motion_file not in motion_files():
+        raise ValueError(_unlisted(motion_file))
+    if motion_file.endswith(OUTPUT_TAG):
+        return os.path.join(folder_paths.get_output_directory(), motion_file[:-len(OUTPUT_TAG)])
+    return os.path.join(folder_paths.get_input_directory(), motion_file)
 
 
 class LoadMotion(io.ComfyNode):
@@ -329,32 +392,30 @@ class LoadMotion(io.ComfyNode):
             node_id="FastVMTLoadMotion",
             display_name="Load Motion",
             category=CATEGORY,
-            description="Loads a motion saved by Save Motion from ComfyUI's input folder.",
-            inputs=[io.Combo.Input("motion_file", options=_motion_files(),
-                                   tooltip="A .safetensors motion file in the input folder (copy it there from "
-                                           "output/fastvmt).")],
+            description="Loads a motion saved by Save Motion: from ComfyUI's input folder (uploaded or copied "
+                        "files) or from output/fastvmt/ (entries marked [output]).",
+            inputs=[io.Combo.Input("motion_file", options=motion_files(),
+                                   tooltip="A motion file from the input folder, or one saved into output/fastvmt/ "
+                                           "(marked [output]). Press R to refresh the list after saving.")],
             outputs=[Motion.Output("motion")],
         )
 
     @classmethod
     def execute(cls, motion_file) -> io.NodeOutput:
-        path = folder_paths.get_annotated_filepath(motion_file)
-        if not os.path.isfile(path):
-            raise ValueError(f"motion_file: {motion_file!r} is not in the input folder")
-        motion = load_motion(path)
-        text = motion.summary()
-        return io.NodeOutput(motion, ui=ui.PreviewText(text))
+        motion = read_motion_file(resolve_motion_file(motion_file), motion_file)
+        return io.NodeOutput(motion, ui=ui.PreviewText(motion.summary()))
 
     @classmethod
     def fingerprint_inputs(cls, motion_file):
-        path = folder_paths.get_annotated_filepath(motion_file)
-        return os.path.getmtime(path) if os.path.isfile(path) else ""
+        try:
+            return os.path.getmtime(resolve_motion_file(motion_file))
+        except (ValueError, OSError):
+            return ""
 
     @classmethod
     def validate_inputs(cls, motion_file):
-        if not folder_paths.exists_annotated_filepath(motion_file):
-            return f"motion_file: {motion_file!r} is not in the input folder"
-        return True
+        # Replaces ComfyUI's combo check for this input, so it does the same check.
+        return True if motion_file in motion_files() else _unlisted(motion_file)
 
 
 NODE_LIST = [ExtractMotion, StepSkipSettings, GuidanceSampler, ApplyMotion, SaveMotion, LoadMotion, MotionFidelity]

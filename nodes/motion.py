@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from ..fastvmt_core import FastVMTSettings, frame_pairs
 
@@ -51,7 +52,16 @@ class MotionReference:
                 + (f"\n{self.source}" if self.source else ""))
 
 
-def save_motion(motion: MotionReference, path: str) -> None:
+GEOMETRY_FIELDS = {"model_class": str, "num_blocks": int, "dim": int, "num_heads": int, "latent_channels": int}
+_FIX = "re-extract the motion and save it with 'Save Motion'"
+
+
+class MotionFileError(ValueError):
+    """A motion file that cannot be used; the message names the file, the field and the fix."""
+
+
+def motion_file_bytes(motion: MotionReference) -> bytes:
+    """The .safetensors bytes of a motion (see ``read_motion_file`` for the format)."""
     tensors = {"reference_latent": motion.latent.detach().float().cpu().contiguous()}
     cond_meta = None
     if motion.conditioning is not None:
@@ -70,42 +80,115 @@ def save_motion(motion: MotionReference, path: str) -> None:
         "conditioning": json.dumps(cond_meta),
         "source": motion.source,
     }
-    save_file(tensors, path, metadata=metadata)
+    return save(tensors, metadata=metadata)
 
 
-def load_motion(path: str) -> MotionReference:
-    """Read a motion file; clear errors for foreign files, newer versions and bad contents."""
+def write_motion_file(motion: MotionReference, path: str) -> None:
+    """Write a new file; never replaces one (exclusive create: FileExistsError if it exists)."""
+    data = motion_file_bytes(motion)
+    with open(path, "xb") as fh:
+        fh.write(data)
+
+
+def read_motion_file(path: str, name: str | None = None) -> MotionReference:
+    """Read and check a motion file. ``name`` is how errors call it (the user's name for it,
+    relative to its folder; never the server's absolute path)."""
+    name = name if name is not None else os.path.basename(path)
     try:
         with safe_open(path, framework="pt") as fh:
-            meta = fh.metadata() or {}
-            names = set(fh.keys())
-            tensors = {name: fh.get_tensor(name) for name in names}
-    except Exception as exc:  # safetensors raises several types for damaged files
-        raise ValueError(f"motion file {path!r} is not a readable .safetensors file ({exc})") from exc
+            meta = dict(fh.metadata() or {})
+            tensors = {key: fh.get_tensor(key) for key in fh.keys()}
+    except Exception:  # safetensors raises several types for damaged or foreign files
+        raise MotionFileError(f"motion file '{name}': not a readable .safetensors file (damaged, truncated or "
+                              f"another format); {_FIX}") from None
+    return parse_motion(meta, tensors, name)
+
+
+def parse_motion(meta: dict, tensors: dict, name: str) -> MotionReference:
+    """The one check of the motion file format: every metadata key and tensor, for presence,
+    type, dtype, shape and finite values. Raises MotionFileError naming ``name`` and the field."""
+    def fail(field_name, problem, fix=_FIX):
+        raise MotionFileError(f"motion file '{name}': {field_name} {problem}; {fix}")
+
     if meta.get("format") != FILE_FORMAT:
-        raise ValueError(f"motion file {path!r} is not a FastVMT motion (format {meta.get('format')!r}); "
-                         "save one with the 'Save Motion' node")
+        fail("format", f"is {meta.get('format')!r}: this is not a FastVMT motion",
+             "pick a file saved by the 'Save Motion' node")
     try:
-        version = int(meta.get("version", "0"))
+        version = int(meta.get("version", ""))
     except ValueError:
         version = -1
-    if version < 1 or version > FILE_VERSION:
-        raise ValueError(f"motion file {path!r} has format version {meta.get('version')!r}; this FastVMT reads "
-                         f"versions 1..{FILE_VERSION}. Update the FastVMT node pack or re-extract the motion.")
-    latent = tensors.get("reference_latent")
-    if latent is None or latent.ndim != 5 or latent.shape[0] != 1 or min(latent.shape) < 1:
-        raise ValueError(f"motion file {path!r} has no valid reference latent [1, C, F, H, W]")
-    if not torch.isfinite(latent).all():
-        raise ValueError(f"motion file {path!r} contains non-finite values in its reference latent")
-    settings = FastVMTSettings.from_dict(json.loads(meta.get("settings", "{}")))
-    cond_meta = json.loads(meta.get("conditioning", "null"))
+    if not 1 <= version <= FILE_VERSION:
+        fail("version", f"is format version {meta.get('version')!r}; this FastVMT reads versions 1..{FILE_VERSION}",
+             "update the FastVMT node pack or re-extract the motion")
+
+    def json_field(key, kinds, what):
+        if key not in meta:
+            fail(key, "is missing")
+        try:
+            value = json.loads(meta[key])
+        except ValueError:
+            fail(key, "is not valid JSON")
+        if not isinstance(value, kinds):
+            fail(key, f"must be {what}, got {type(value).__name__}")
+        return value
+
+    settings_d = json_field("settings", dict, "a JSON object")
+    missing = [k for k in EXTRACTION_FIELDS if k not in settings_d]
+    extra = sorted(set(settings_d) - set(EXTRACTION_FIELDS))
+    if missing or extra:
+        fail("settings", f"must hold exactly {', '.join(EXTRACTION_FIELDS)}"
+             + (f" (missing {', '.join(missing)})" if missing else "") + (f" (unknown {', '.join(extra)})" if extra else ""))
+    tile = settings_d["tile"]
+    if not (isinstance(tile, list) and len(tile) == 2 and all(type(t) is int for t in tile)):
+        fail("settings.tile", f"must be two integers, got {tile!r}")
+    try:
+        settings = FastVMTSettings(**settings_d)
+    except (ValueError, TypeError) as exc:
+        fail("settings", f"are invalid ({exc})")
+
+    geometry = json_field("geometry", dict, "a JSON object")
+    for key, kind in GEOMETRY_FIELDS.items():
+        value = geometry.get(key)
+        if type(value) is not kind or (kind is int and value < 1):
+            fail(f"geometry.{key}", f"must be {'a positive integer' if kind is int else 'a string'}, got {value!r}")
+
+    cond_meta = json_field("conditioning", (list, type(None)), "a JSON list or null")
+    if "source" not in meta:
+        fail("source", "is missing")
+
+    expected = {"reference_latent"}
+    for i, entry in enumerate(cond_meta or []):
+        if not isinstance(entry, dict) or type(entry.get("pooled")) is not bool:
+            fail(f"conditioning[{i}]", 'must be {"pooled": true|false}')
+        expected.add(f"conditioning.{i}")
+        if entry["pooled"]:
+            expected.add(f"conditioning.{i}.pooled")
+    for key in sorted(expected - set(tensors)):
+        fail(f"tensor '{key}'", "is missing")
+    for key in sorted(set(tensors) - expected):
+        fail(f"tensor '{key}'", "is not part of the format")
+
+    def check_tensor(key, ndim):
+        t = tensors[key]
+        if t.dtype != torch.float32:
+            fail(f"tensor '{key}'", f"must be float32, got {str(t.dtype).replace('torch.', '')}")
+        if t.ndim != ndim or t.numel() == 0:
+            fail(f"tensor '{key}'", f"must be a non-empty {ndim}-d tensor, got shape {tuple(t.shape)}")
+        if not bool(torch.isfinite(t).all()):
+            fail(f"tensor '{key}'", "contains NaN or infinite values")
+        return t
+
+    latent = check_tensor("reference_latent", 5)
+    if latent.shape[0] != 1:
+        fail("tensor 'reference_latent'", f"must be one clip [1, C, F, H, W], got shape {tuple(latent.shape)}")
+    if latent.shape[1] != geometry["latent_channels"]:
+        fail("tensor 'reference_latent'", f"has {latent.shape[1]} channels but geometry.latent_channels is "
+             f"{geometry['latent_channels']}")
     conditioning = None
     if cond_meta is not None:
         conditioning = []
         for i, entry in enumerate(cond_meta):
-            extra = {}
-            if entry.get("pooled"):
-                extra["pooled_output"] = tensors[f"conditioning.{i}.pooled"]
-            conditioning.append([tensors[f"conditioning.{i}"], extra])
-    return MotionReference(latent=latent.float(), settings=settings, conditioning=conditioning,
-                           geometry=json.loads(meta.get("geometry", "{}")), source=meta.get("source", ""))
+            extra_d = {"pooled_output": check_tensor(f"conditioning.{i}.pooled", 2)} if entry["pooled"] else {}
+            conditioning.append([check_tensor(f"conditioning.{i}", 3), extra_d])
+    return MotionReference(latent=latent, settings=settings, conditioning=conditioning, geometry=geometry,
+                           source=meta["source"])

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import logging
 import time
 from dataclasses import dataclass, field
@@ -37,10 +38,12 @@ import comfy.model_patcher
 import comfy.patcher_extension
 import comfy.sampler_helpers
 import comfy.samplers
+from comfy.extra_samplers import uni_pc
+from comfy.k_diffusion import sampling as k_sampling
 from comfy.ldm.flux.math import apply_rope1
 
-from ..fastvmt_core import (FastVMTSettings, global_amf, guided_step_count, optimize_latent,
-                            sliding_window_amf, total_loss)
+from ..fastvmt_core import (FastVMTSettings, global_amf, guided_end_percent, guided_prefix, optimize_latent,
+                            reference_sigma, sliding_window_amf, total_loss)
 from .motion import MotionReference
 
 log = logging.getLogger("FastVMT")
@@ -282,7 +285,7 @@ class GuidanceContext:
     counter: PassCounter = field(default_factory=PassCounter)
     progress: object = None           # callable(outer_step, inner_step, x) -> None
     exit_block: int | None = None     # capture_qk's form of settings.exit_block
-    ref_flow_cache: object = None
+    ref_flows: dict = field(default_factory=dict)  # reference sigma -> MotionFlow
     step_log: list = field(default_factory=list)
 
 
@@ -293,14 +296,21 @@ def _flow(settings: FastVMTSettings, q, k):
                               tile=settings.tile, tau=settings.tau)
 
 
-def reference_flows(ctx: GuidanceContext, sigma):
-    """Motion flow of the reference at this step (re-noised), or once from the clean latent."""
+def reference_flows(ctx: GuidanceContext, sigma) -> tuple[object, float]:
+    """Motion flow of the reference at this guided step and the sigma it was read at.
+
+    "renoise": re-noised to the step's sigma, capped at ``reference_sigma_cap`` so the
+    reference is never (near) pure noise; "clean": read once at the model's sigma_min.
+    Flows are cached by sigma: steps above the cap share one reference pass.
+    """
     s = ctx.settings
     if s.reference_noise == "clean":
-        if ctx.ref_flow_cache is None:
-            ctx.ref_flow_cache = _reference_flow_at(ctx, ctx.base_model.model_sampling.sigma_min)
-        return ctx.ref_flow_cache
-    return _reference_flow_at(ctx, sigma)
+        ref_sigma = float(ctx.base_model.model_sampling.sigma_min)
+    else:
+        ref_sigma = reference_sigma(float(sigma), s.reference_sigma_cap)
+    if ref_sigma not in ctx.ref_flows:
+        ctx.ref_flows[ref_sigma] = _reference_flow_at(ctx, ref_sigma)
+    return ctx.ref_flows[ref_sigma], ref_sigma
 
 
 def _reference_flow_at(ctx, sigma):
@@ -313,12 +323,13 @@ def _reference_flow_at(ctx, sigma):
         return _flow(ctx.settings, q[0], k[0]).detach()
 
 
+
 def guide_latent(ctx: GuidanceContext, x: torch.Tensor, sigma, step_index: int) -> torch.Tensor:
     """Optimise the latent at one guided outer step; returns the new latent (same dtype)."""
     s = ctx.settings
     start = time.perf_counter()
     with torch.inference_mode(False):
-        ref = reference_flows(ctx, sigma)
+        ref, ref_sigma = reference_flows(ctx, sigma)
         sigma_t = torch.as_tensor(sigma).reshape(1)
 
         def loss_fn(xv):
@@ -340,7 +351,7 @@ def guide_latent(ctx: GuidanceContext, x: torch.Tensor, sigma, step_index: int) 
         x_opt, stats = optimize_latent(x.detach().clone(), loss_fn, steps=s.inner_steps,
                                        interval=s.effective_interval, lr_start=s.lr_start, lr_end=s.lr_end,
                                        on_step=on_step)
-    ctx.step_log.append({"step": step_index, "sigma": float(sigma), "losses": stats.losses,
+    ctx.step_log.append({"step": step_index, "sigma": float(sigma), "reference_sigma": ref_sigma, "losses": stats.losses,
                          "gradient_evaluations": stats.gradient_evaluations, "stopped": stats.stop_reason,
                          "seconds": time.perf_counter() - start})
     if stats.stopped_early:
@@ -351,14 +362,70 @@ def guide_latent(ctx: GuidanceContext, x: torch.Tensor, sigma, step_index: int) 
 
 # ---- the sampler function and the wrapper ---------------------------------------------
 
+# k-diffusion samplers whose default noise is a Brownian tree over the call's sigma range
+# (name -> built on the CPU); every other sampler with a noise_sampler argument draws from
+# default_noise_sampler(x, seed), one generator for the whole call.
+_BROWNIAN_TREE_SAMPLERS = {
+    "sample_dpmpp_sde": True, "sample_dpmpp_2m_sde": True, "sample_dpmpp_2m_sde_heun": True,
+    "sample_dpmpp_3m_sde": True, "sample_dpmpp_sde_gpu": False, "sample_dpmpp_2m_sde_gpu": False,
+    "sample_dpmpp_2m_sde_heun_gpu": False, "sample_dpmpp_3m_sde_gpu": False,
+}
+# Samplers that cannot take a single step on their own: UniPC with two sigmas runs at
+# order 0 and returns x unchanged. Their guided steps use Euler, which for a flow model
+# is the first-order step of the same family (UniPC / DPM-Solver++ order 1 = DDIM = Euler).
+_NO_SINGLE_STEP = ("sample_unipc", "sample_unipc_bh2")
+
+
+def _function_name(fn) -> str:
+    return getattr(getattr(fn, "func", fn), "__name__", "")
+
+
+def shared_noise_sampler(sampler_function, x, sigmas, seed):
+    """The noise sampler the stock function would build for the whole call, or None.
+
+    Passed to every chunk of a guided run, so chunks continue one noise stream instead of
+    each reseeding it: with a zero learning rate the guided run draws exactly the plain
+    run's noise.
+    """
+    try:
+        params = inspect.signature(sampler_function).parameters
+    except (TypeError, ValueError):
+        return None
+    if "noise_sampler" not in params:
+        return None
+    cpu = _BROWNIAN_TREE_SAMPLERS.get(_function_name(sampler_function))
+    if cpu is None:
+        return k_sampling.default_noise_sampler(x, seed=seed)
+    positive = sigmas[sigmas > 0]
+    return k_sampling.BrownianTreeNoiseSampler(x, positive.min(), sigmas.max(), seed=seed, cpu=cpu)
+
+
+def single_step_function(sampler_function):
+    """The function that takes the guided steps: the sampler itself, or Euler where it cannot."""
+    if _function_name(sampler_function) in _NO_SINGLE_STEP:
+        return k_sampling.sample_euler
+    return sampler_function
+
+
 def guided_sampling(model, x, sigmas, extra_args=None, callback=None, disable=None, *, inner, guide,
                     n_guided: int, **options):
-    """k-diffusion-style sampler: guide, then one stock step, for each of the first
-    ``n_guided`` steps; then the stock sampler over the remaining sigmas.
+    """k-diffusion-style sampler: for each of the first ``n_guided`` steps, guide the latent
+    and take one step; then the stock sampler over the remaining sigmas.
 
-    Multistep samplers restart their history after each modified latent (and once
-    more when the unguided remainder starts).
+    * One noise stream for the whole call (``shared_noise_sampler``).
+    * Multistep samplers restart their history after each guided step and once more
+      when the unguided remainder starts; that restart is the only difference from
+      plain sampling when the latent is not changed.
+    * Samplers that cannot take one step alone take their guided steps with Euler.
     """
+    extra_args = {} if extra_args is None else extra_args
+    if "noise_sampler" not in options:
+        noise_sampler = shared_noise_sampler(inner, x, sigmas, extra_args.get("seed"))
+        if noise_sampler is not None:
+            options = {**options, "noise_sampler": noise_sampler}
+    step = single_step_function(inner)
+    step_options = options if step is inner else {}
+
     def shifted(offset):
         if callback is None:
             return None
@@ -366,10 +433,14 @@ def guided_sampling(model, x, sigmas, extra_args=None, callback=None, disable=No
 
     for k in range(n_guided):
         x = guide(x, sigmas[k], k)
-        x = inner(model, x, sigmas[k:k + 2], extra_args=extra_args, callback=shifted(k), disable=True, **options)
-    if n_guided < len(sigmas) - 1:
-        x = inner(model, x, sigmas[n_guided:], extra_args=extra_args, callback=shifted(n_guided), disable=disable,
-                  **options)
+        x = step(model, x, sigmas[k:k + 2], extra_args=extra_args, callback=shifted(k), disable=True,
+                 **step_options)
+    rest = sigmas[n_guided:]
+    if len(rest) > 2 or (len(rest) == 2 and step is inner):
+        x = inner(model, x, rest, extra_args=extra_args, callback=shifted(n_guided), disable=disable, **options)
+    elif len(rest) == 2:
+        x = step(model, x, rest, extra_args=extra_args, callback=shifted(n_guided), disable=disable,
+                 **step_options)
     return x
 
 
@@ -432,21 +503,77 @@ def _capture_exit_block(settings: FastVMTSettings, geometry: WanGeometry) -> int
     return -1 if settings.exit_block >= geometry.num_blocks - 1 else settings.exit_block
 
 
+def sigma_to_percent(model_sampling, sigma: float) -> float:
+    """Position of ``sigma`` in the denoising process (0 = full noise, 1 = clean): the
+    inverse of ComfyUI's ``model_sampling.percent_to_sigma``, by bisection, so it holds
+    for every model sampling type (Wan's is the shifted flow)."""
+    sigma = float(sigma)
+    if sigma <= 0.0:
+        return 1.0
+    if sigma >= float(model_sampling.percent_to_sigma(0.0)):
+        return 0.0
+    lo, hi = 0.0, 1.0
+    for _ in range(48):  # 2^-48: far below the 1/1000 spacing of the model's timesteps
+        mid = 0.5 * (lo + hi)
+        if float(model_sampling.percent_to_sigma(mid)) > sigma:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+@dataclass(frozen=True)
+class GuidedRange:
+    """Where one sampler call sits in the denoising process and which of its steps are guided."""
+    start: float        # percent where the process started (0: from full noise)
+    end: float          # percent where the guided range ends
+    call_from: float    # percent of this call's first sigma
+    call_to: float      # percent of its last sigma
+    n_steps: int
+    n_guided: int
+
+    def describe(self) -> str:
+        where = f"this call covers {self.call_from:.0%}-{self.call_to:.0%} of denoising"
+        guided = f"the guided range is {self.start:.0%}-{self.end:.0%}"
+        if self.n_guided:
+            return f"{where}; {guided}: steps 1-{self.n_guided} of its {self.n_steps} are guided"
+        return f"{where}; {guided}: no step of this call lies in it, so it ran plain sampling"
+
+
+def guided_range(model_sampling, sigmas, noise, fraction: float) -> GuidedRange:
+    """The guided share of the whole process, located in this call's sigmas.
+
+    A call given zero noise (KSamplerAdvanced with add_noise disabled, DisableNoise)
+    continues a run that started from full noise, e.g. the second half of a split or
+    Wan 2.2's low-noise expert; any other call starts the process where its noise is
+    added (0 for text-to-video, later for a partial denoise).
+    """
+    percents = [sigma_to_percent(model_sampling, s) for s in sigmas.tolist()]
+    start = percents[0] if bool(torch.count_nonzero(noise)) else 0.0
+    end = guided_end_percent(start, fraction)
+    n_steps = len(percents) - 1
+    return GuidedRange(start, end, percents[0], percents[-1], n_steps, guided_prefix(percents, end))
+
+
 def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, noise, latent_image, denoise_mask,
                             disable_pbar, *, motion: MotionReference, settings: FastVMTSettings,
                             report: dict | None = None):
     sampler = executor.class_obj
-    n_steps = len(sigmas) - 1
-    n_guided = guided_step_count(n_steps, settings.guidance_fraction) if settings.guided else 0
-    if n_guided == 0:
+    base_model = guider.inner_model
+    plan = guided_range(base_model.model_sampling, sigmas, noise, settings.guidance_fraction)
+    if plan.n_guided == 0:
+        text = f"FastVMT {settings.mode}: {plan.describe()}"
+        log.info("%s", text)
+        if report is not None:
+            report.update({"text": text, "steps": [], "n_guided": 0, "range": plan.__dict__})
         return executor(guider, sigmas, extra_args, callback, noise, latent_image, denoise_mask, disable_pbar)
     if not isinstance(sampler, comfy.samplers.KSAMPLER):
         raise ValueError(f"FastVMT guidance works with ComfyUI's k-diffusion samplers (KSAMPLER); this sampler is a "
                          f"{type(sampler).__name__}. Pick a sampler from KSamplerSelect or the KSampler list.")
-    base_model = guider.inner_model
     geometry = wan_geometry(guider.model_patcher)
     check_motion_matches(motion, geometry, noise.shape)
     device = noise.device
+    n_steps, n_guided = plan.n_steps, plan.n_guided
 
     ref_conds = guider.conds["positive"]
     if motion.conditioning is not None:
@@ -474,31 +601,34 @@ def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, nois
         ).execute(guider, sigmas, extra_args, progress.outer if callback is not None else None, noise,
                   latent_image, denoise_mask, disable_pbar)
     finally:
-        summary = _summary(ctx, n_steps, n_guided, time.perf_counter() - start)
+        summary = _summary(ctx, plan, time.perf_counter() - start)
         if report is not None:
             report.update(summary)
     log.info("%s", summary["text"])
     return out
 
 
-def _summary(ctx: GuidanceContext, n_steps, n_guided, seconds) -> dict:
+def _summary(ctx: GuidanceContext, plan: GuidedRange, seconds) -> dict:
     s = ctx.settings
     guidance_s = sum(e["seconds"] for e in ctx.step_log)
     first = [e["losses"][0] for e in ctx.step_log if e["losses"]]
     last = [e["losses"][-1] for e in ctx.step_log if e["losses"]]
+    n_steps, n_guided = plan.n_steps, plan.n_guided
     lines = [f"FastVMT {s.mode}: guided {len(ctx.step_log)}/{n_guided} of {n_steps} steps, "
              f"{s.inner_steps} inner steps, gradient every {s.effective_interval} -> "
              f"{sum(e['gradient_evaluations'] for e in ctx.step_log)} gradient passes, "
              f"{ctx.counter.passes} DiT passes ({ctx.counter.blocks} block evaluations, motion block "
              f"{s.motion_block})",
+             f"  {plan.describe()}",
              f"  guidance {guidance_s:.1f}s of {seconds:.1f}s sampling"]
     for e in ctx.step_log:
         losses = ", ".join(f"{v:.4g}" for v in e["losses"])
-        lines.append(f"  step {e['step']}: sigma {e['sigma']:.3f}, loss [{losses}], {e['seconds']:.1f}s"
+        lines.append(f"  step {e['step']}: sigma {e['sigma']:.3f} (reference at {e['reference_sigma']:.3f}), "
+                     f"loss [{losses}], {e['seconds']:.1f}s"
                      + (f" (stopped: {e['stopped']})" if e["stopped"] else ""))
     return {"text": "\n".join(lines), "steps": list(ctx.step_log), "block_evaluations": ctx.counter.blocks,
             "dit_passes": ctx.counter.passes, "guidance_seconds": guidance_s, "sampling_seconds": seconds,
-            "first_losses": first, "last_losses": last, "n_guided": n_guided}
+            "first_losses": first, "last_losses": last, "n_guided": n_guided, "range": plan.__dict__}
 
 
 def apply_fastvmt(model_patcher, motion: MotionReference, settings: FastVMTSettings | None, *,

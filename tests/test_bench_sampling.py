@@ -26,3 +26,18 @@ def test_sampling_benchmark_smoke(comfy, tmp_path):
     assert rows["plain"]["block_evaluations"] == 0
     assert rows["no early exit"]["block_evaluations"] == rows["no early exit"]["dit_passes"] * 16
     assert "| FastVMT |" in r.stdout and "| interval | 1 |" in r.stdout
+
+
+def test_schedules_benchmark_smoke(comfy, tmp_path):
+    """`python -m bench.schedules --smoke`: the sampler table and the reference-noise table."""
+    out = tmp_path / "schedules.json"
+    env = {**os.environ, "COMFYUI_PATH": str(comfy_host.find_comfyui())}
+    r = subprocess.run([sys.executable, "-m", "bench.schedules", "--smoke", "--json", str(out)],
+                       cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    rows = {row["sampler"]: row for row in res["samplers"]}
+    assert rows["euler"]["identical"] and rows["uni_pc"]["family"] == "Euler on guided steps"
+    (ref,) = res["reference"]["summary"]
+    assert ref["0.3"] > ref["1.0"]  # the clean end of the schedule carries more of the motion than pure noise
+    assert "| uni_pc | Euler on guided steps |" in r.stdout

@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
-from fastvmt_core import (FastVMTSettings, MotionFlow, amf_loss, guided_step_count, guided_steps,
-                          offset_weights, optimize_latent, sliding_window_amf, total_loss, window_loss)
+from fastvmt_core import (FastVMTSettings, MotionFlow, amf_loss, guided_end_percent, guided_prefix, offset_weights,
+                          optimize_latent, reference_sigma, sliding_window_amf, total_loss, uniform_percents,
+                          window_loss)
 
 
 def random_qk(seed, shape=(4, 6, 8, 16), requires_grad=False):
@@ -177,16 +178,42 @@ def test_on_step_can_abort():
 
 # ---- schedule -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("steps,fraction,count", [(50, 0.2, 10), (20, 0.2, 4), (3, 0.2, 1), (10, 0.0, 0),
-                                                   (10, 1.0, 10), (0, 0.2, 0), (8, 0.25, 2), (30, 0.2, 6)])
-def test_guided_step_count(steps, fraction, count):
-    assert guided_step_count(steps, fraction) == count
-    assert guided_steps(steps, fraction) == list(range(count))
+@pytest.mark.parametrize("steps,fraction,count", [(50, 0.2, 10), (20, 0.2, 4), (30, 0.2, 6), (6, 0.2, 1),
+                                                   (4, 0.2, 1), (3, 0.2, 1), (2, 0.2, 0), (10, 0.0, 0),
+                                                   (10, 1.0, 10), (0, 0.2, 0), (8, 0.25, 2), (5, 0.3, 2)])
+def test_guided_prefix_on_a_uniform_schedule_is_round_half_up(steps, fraction, count):
+    """From full noise on a uniform schedule the guided share of the process is that share
+    of the steps: 10 of 50 at 0.2 (the released code), halves rounded up."""
+    assert guided_prefix(uniform_percents(steps), guided_end_percent(0.0, fraction)) == count
+
+
+def test_guided_prefix_of_a_split_adds_up_to_the_whole():
+    """Any split of a schedule into calls guides exactly the steps the whole call guides."""
+    steps, end = 20, guided_end_percent(0.0, 0.2)
+    percents = uniform_percents(steps)
+    whole = guided_prefix(percents, end)
+    for cut in range(1, steps):
+        first = guided_prefix(percents[:cut + 1], end)
+        second = guided_prefix(percents[cut:], end)
+        assert first + second == whole == 4
+        assert second == 0 or first == cut  # the second call only guides when the first guided all its steps
+
+
+def test_guided_range_of_a_partial_denoise_is_a_share_of_what_remains():
+    assert guided_end_percent(0.25, 0.2) == pytest.approx(0.4)
+    percents = [0.25 + 0.75 * i / 10 for i in range(11)]  # 10 steps from 25% to the end
+    assert guided_prefix(percents, guided_end_percent(0.25, 0.2)) == 2
+
+
+def test_reference_sigma_is_capped():
+    assert reference_sigma(1.0, 0.9) == 0.9
+    assert reference_sigma(0.5, 0.9) == 0.5
+    assert reference_sigma(1.0, 1.0) == 1.0
 
 
 def test_schedule_rejects_bad_fraction():
     with pytest.raises(ValueError, match="fraction"):
-        guided_step_count(10, 1.5)
+        guided_end_percent(0.0, 1.5)
 
 
 # ---- settings -------------------------------------------------------------------------

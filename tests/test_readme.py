@@ -28,6 +28,7 @@ COVERED_BY = {
     "python -m pytest tests": ".ci/run",
     "python -m fastvmt_core.bench amf": "tests/test_core_standalone.py::test_amf_benchmark_command_runs",
     "python -m bench.sampling": "tests/test_bench_sampling.py",
+    "python -m bench.schedules": "tests/test_bench_sampling.py::test_schedules_benchmark_smoke",
     "python -m bench.quality": "tests/test_quality_host.py::test_quality_command_runs",
     "python -m bench.train_shapes": "tests/test_quality_host.py::test_training_command_runs",
 }

@@ -258,7 +258,8 @@ def test_builder_check_detects_drift(tmp_path, monkeypatch):
 def test_expected_workflows_shipped():
     names = {p.stem for p in ui_files()}
     assert names == {"fastvmt_wan21_t2v_motion_transfer", "fastvmt_wan21_t2v_apply_motion_ksampler",
-                     "fastvmt_wan21_t2v_extract_and_save_motion", "fastvmt_wan21_t2v_reuse_saved_motion"}
+                     "fastvmt_wan21_t2v_extract_and_save_motion", "fastvmt_wan21_t2v_reuse_saved_motion",
+                     "fastvmt_wan21_t2v_uni_pc", "fastvmt_wan22_t2v_14b_two_experts"}
     for p in ui_files():
         assert api_file_for(p).is_file(), p
         ui = json.loads(p.read_text(encoding="utf-8"))

@@ -1,0 +1,314 @@
+"""Motion files a user can trust, in the real executor: Load Motion resolves names only
+inside the folders it lists, Save Motion never overwrites, damaged files get one named
+error, and no guided run leaves state behind."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from tests.comfy_host import GraphValidationError
+from tests.test_nodes_host import base_graph
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pack_module(name):
+    """A module of the pack as ComfyUI loaded it (custom nodes live under their path's name)."""
+    return sys.modules[str(REPO).replace(".", "_x_") + "." + name]
+
+
+def load_graph(name):
+    return {"load": {"class_type": "FastVMTLoadMotion", "inputs": {"motion_file": name}},
+            "out": {"class_type": "FastVMTTestInspect", "inputs": {"value": ["load", 0]}}}
+
+
+def load_error(run_graph, name) -> str:
+    """Load Motion's refusal of ``name``: at validation (unlisted names) or at execution."""
+    try:
+        r = run_graph(load_graph(name))
+    except GraphValidationError as exc:
+        return str(exc)
+    assert not r.success, f"{name!r} loaded"
+    return r.exception_message
+
+
+def save_graph(tiny_wan, prefix, **kw):
+    g = base_graph(tiny_wan, **kw)
+    del g["sample"], g["out"]
+    g["save"] = {"class_type": "FastVMTSaveMotion", "inputs": {"motion": ["motion", 0], "filename_prefix": prefix}}
+    return g
+
+
+def saved(result):
+    return result.ui_output("save")["fastvmt_motion"][0]
+
+
+# ---- Load Motion stays inside its folders ---------------------------------------------
+
+def test_load_motion_refuses_names_outside_its_folders_with_one_text(run_graph, comfy, tiny_wan, fastvmt_pack,
+                                                                       tmp_path):
+    r = run_graph(save_graph(tiny_wan, "fastvmt/inside")).raise_for_error()
+    real = comfy.output_dir / "fastvmt" / saved(r)["filename"]
+    outside = tmp_path / "secret.safetensors"  # a real motion file, outside every folder
+    outside.write_bytes(real.read_bytes())
+    (comfy.base_dir / "not_a_motion.safetensors").write_bytes(b"x" * 64)
+    exists = [str(outside), "../not_a_motion.safetensors", "../output/fastvmt/" + saved(r)["filename"],
+              "fastvmt/../../not_a_motion.safetensors [output]", os.path.relpath(outside, comfy.input_dir)]
+    missing = [str(tmp_path / "nothing.safetensors"), "../nothing.safetensors", "C:\\Windows\\x.safetensors",
+               "fastvmt/../../nothing.safetensors [output]", "nothing.safetensors"]
+    texts = set()
+    for name in exists + missing:
+        msg = load_error(run_graph, name)
+        assert "is not one of the motion files Load Motion lists" in msg, msg
+        start = msg.index("motion_file: ")
+        texts.add(msg[start:msg.index("input folder", start)].replace(repr(name), "<name>"))
+    assert len(texts) == 1  # no answer tells whether a path exists
+
+
+def test_saved_motion_loads_from_the_output_folder_without_copying(run_graph, comfy, tiny_wan, fastvmt_pack):
+    r = run_graph(save_graph(tiny_wan, "fastvmt/listed")).raise_for_error()
+    name = f"fastvmt/{saved(r)['filename']} [output]"
+    loaded = run_graph(load_graph(name)).raise_for_error().output("load", 0)
+    assert torch.equal(loaded.latent, r.output("motion", 0).latent)
+
+
+# ---- Save Motion never overwrites -------------------------------------------------------
+
+def test_save_motion_never_overwrites(run_graph, comfy, tiny_wan, fastvmt_pack):
+    names = []
+    for _ in range(2):  # a prefix ending in "/" used to write the same file twice
+        names.append(saved(run_graph(save_graph(tiny_wan, "fastvmt/trailing/")).raise_for_error())["filename"])
+    assert names == ["motion_00001_.safetensors", "motion_00002_.safetensors"]
+    folder = comfy.output_dir / "fastvmt" / "trailing"
+    (folder / "motion_00007_.safetensors").write_bytes(b"someone else's file")
+    third = saved(run_graph(save_graph(tiny_wan, "fastvmt/trailing/")).raise_for_error())["filename"]
+    assert third == "motion_00008_.safetensors"
+    assert (folder / "motion_00007_.safetensors").read_bytes() == b"someone else's file"
+
+
+def test_motion_files_are_created_exclusively(comfy, fastvmt_pack, tmp_path):
+    motion_mod = pack_module("nodes.motion")
+    path = tmp_path / "taken.safetensors"
+    path.write_bytes(b"keep me")
+    motion = motion_mod.MotionReference(latent=torch.zeros(1, 16, 1, 2, 2), settings=motion_mod.FastVMTSettings(),
+                                        conditioning=None, geometry={}, source="")
+    with pytest.raises(FileExistsError):
+        motion_mod.write_motion_file(motion, str(path))
+    assert path.read_bytes() == b"keep me"
+
+
+@pytest.mark.parametrize("prefix", ["../escape", "fastvmt/../../escape", "/tmp/escape", "C:\\escape", ""])
+def test_save_motion_refuses_a_prefix_that_leaves_the_output_folder(run_graph, tiny_wan, fastvmt_pack, prefix):
+    r = run_graph(save_graph(tiny_wan, prefix))
+    assert not r.success and "filename_prefix" in r.exception_message
+    assert "must be a relative name inside ComfyUI's output folder" in r.exception_message
+
+
+# ---- one validation of the format -------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def valid_file(comfy, tiny_wan, fastvmt_pack):
+    """(metadata, tensors) of a real saved motion, with conditioning and a pooled output."""
+    g = save_graph(tiny_wan, "fastvmt/fuzz_base")
+    g["motion"]["inputs"]["conditioning"] = ["neg", 0]
+    from tests.comfy_host import get_host
+    r = get_host().run_graph(g).raise_for_error()
+    with safe_open(str(comfy.output_dir / "fastvmt" / saved(r)["filename"]), framework="pt") as fh:
+        meta, tensors = dict(fh.metadata()), {k: fh.get_tensor(k) for k in fh.keys()}
+    meta["conditioning"] = json.dumps([{"pooled": True}])
+    tensors["conditioning.0.pooled"] = torch.randn(1, 32)
+    return meta, tensors
+
+
+def _drop(d, key):
+    return {k: v for k, v in d.items() if k != key}
+
+
+META_CASES = {  # case -> (metadata change, field named in the error)
+    **{f"missing {k}": (lambda m, k=k: _drop(m, k), k)
+       for k in ("format", "version", "settings", "geometry", "conditioning", "source")},
+    **{f"{k} not JSON": (lambda m, k=k: {**m, k: "{not json"}, k) for k in ("settings", "geometry", "conditioning")},
+    "settings a list": (lambda m: {**m, "settings": "[1, 2]"}, "settings"),
+    "settings missing a field": (lambda m: {**m, "settings": json.dumps(_drop(json.loads(m["settings"]), "tau"))},
+                                 "settings"),
+    "settings wrong type": (lambda m: {**m, "settings": json.dumps({**json.loads(m["settings"]),
+                                                                    "window": "big"})}, "settings"),
+    "tile not two ints": (lambda m: {**m, "settings": json.dumps({**json.loads(m["settings"]), "tile": [2.5, 3]})},
+                          "settings.tile"),
+    "geometry a number": (lambda m: {**m, "geometry": "5"}, "geometry"),
+    "geometry field wrong type": (lambda m: {**m, "geometry": json.dumps({**json.loads(m["geometry"]),
+                                                                          "num_blocks": "16"})}, "geometry.num_blocks"),
+    "conditioning an object": (lambda m: {**m, "conditioning": "{}"}, "conditioning"),
+    "conditioning entry wrong": (lambda m: {**m, "conditioning": json.dumps([{"pooled": "yes"}])}, "conditioning[0]"),
+    "version not a number": (lambda m: {**m, "version": "one"}, "version"),
+    "other format": (lambda m: {**m, "format": "lora"}, "format"),
+}
+
+TENSOR_CASES = {  # case -> (tensors change, field named in the error)
+    **{f"missing {k}": (lambda t, k=k: _drop(t, k), f"tensor '{k}'")
+       for k in ("reference_latent", "conditioning.0", "conditioning.0.pooled")},
+    **{f"{k} float16": (lambda t, k=k: {**t, k: t[k].half()}, f"tensor '{k}'")
+       for k in ("reference_latent", "conditioning.0", "conditioning.0.pooled")},
+    **{f"{k} wrong rank": (lambda t, k=k: {**t, k: t[k][0]}, f"tensor '{k}'")
+       for k in ("reference_latent", "conditioning.0", "conditioning.0.pooled")},
+    **{f"{k} empty": (lambda t, k=k: {**t, k: t[k][..., :0].contiguous()}, f"tensor '{k}'")
+       for k in ("reference_latent", "conditioning.0", "conditioning.0.pooled")},
+    **{f"{k} non-finite": (lambda t, k=k: {**t, k: t[k].clone().fill_(float("nan"))}, f"tensor '{k}'")
+       for k in ("reference_latent", "conditioning.0", "conditioning.0.pooled")},
+    "latent batch of two": (lambda t: {**t, "reference_latent": t["reference_latent"].repeat(2, 1, 1, 1, 1)},
+                            "tensor 'reference_latent'"),
+    "latent channels unlike geometry": (lambda t: {**t, "reference_latent": t["reference_latent"][:, :8].contiguous()},
+                                        "tensor 'reference_latent'"),
+    "extra tensor": (lambda t: {**t, "payload": torch.zeros(3)}, "tensor 'payload'"),
+}
+
+
+def _check_named_error(msg, name, field, comfy):
+    assert msg.startswith(f"motion file '{name}': ") and field in msg, msg
+    assert str(comfy.base_dir) not in msg  # never the server's absolute path
+
+
+@pytest.mark.parametrize("case", sorted(META_CASES))
+def test_damaged_metadata_gets_a_named_error(run_graph, comfy, valid_file, case):
+    change, field = META_CASES[case]
+    meta, tensors = valid_file
+    name = f"fuzz/meta_{case.replace(' ', '_')}.safetensors"
+    (comfy.input_dir / "fuzz").mkdir(exist_ok=True)
+    save_file(tensors, str(comfy.input_dir / name), metadata=change(dict(meta)))
+    r = run_graph(load_graph(name))
+    assert not r.success and r.exception_type.endswith(".MotionFileError")
+    _check_named_error(r.exception_message, name, field, comfy)
+
+
+@pytest.mark.parametrize("case", sorted(TENSOR_CASES))
+def test_damaged_tensors_get_a_named_error(run_graph, comfy, valid_file, case):
+    change, field = TENSOR_CASES[case]
+    meta, tensors = valid_file
+    name = f"fuzz/tensor_{case.replace(' ', '_')}.safetensors"
+    (comfy.input_dir / "fuzz").mkdir(exist_ok=True)
+    save_file(change(dict(tensors)), str(comfy.input_dir / name), metadata=dict(meta))
+    r = run_graph(load_graph(name))
+    assert not r.success and r.exception_type.endswith(".MotionFileError")
+    _check_named_error(r.exception_message, name, field, comfy)
+
+
+@pytest.mark.parametrize("case", ["truncated", "png", "json", "empty"])
+def test_unreadable_files_get_a_named_error(run_graph, comfy, valid_file, case, tmp_path):
+    meta, tensors = valid_file
+    good = tmp_path / "good.safetensors"
+    save_file(tensors, str(good), metadata=meta)
+    data = {"truncated": good.read_bytes()[:-100], "png": b"\x89PNG\r\n\x1a\n" + b"\x00" * 64,
+            "json": json.dumps({"format": "fastvmt-motion"}).encode(), "empty": b""}[case]
+    name = f"fuzz/unreadable_{case}.safetensors"
+    (comfy.input_dir / "fuzz").mkdir(exist_ok=True)
+    (comfy.input_dir / name).write_bytes(data)
+    r = run_graph(load_graph(name))
+    assert not r.success and r.exception_type.endswith(".MotionFileError")
+    _check_named_error(r.exception_message, name, "not a readable .safetensors file", comfy)
+
+
+def test_the_valid_base_file_loads(run_graph, comfy, valid_file):
+    """The fuzz cases start from a file that loads: each failure is the mutation's."""
+    meta, tensors = valid_file
+    save_file(tensors, str(comfy.input_dir / "fuzz_base.safetensors"), metadata=meta)
+    motion = run_graph(load_graph("fuzz_base.safetensors")).raise_for_error().output("load", 0)
+    assert torch.equal(motion.conditioning[0][1]["pooled_output"], tensors["conditioning.0.pooled"])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_save_then_load_round_trips(run_graph, comfy, tiny_wan, fastvmt_pack, seed):
+    """Random sizes, extraction settings and conditioning: Load Motion returns what Save Motion got."""
+    g_ = torch.Generator().manual_seed(seed)
+    pick = lambda lo, hi: int(torch.randint(lo, hi + 1, (1,), generator=g_))  # noqa: E731
+    g = save_graph(tiny_wan, f"fastvmt/round_{seed}", frames=pick(1, 4))
+    g["ref"]["inputs"].update(height=2 * pick(2, 6), width=2 * pick(2, 6))
+    g["motion"]["inputs"].update(motion_block=pick(0, 15), temporal_span=pick(1, 6), window=2 * pick(1, 10) + 1,
+                                 tile_rows=pick(1, 4), tile_cols=pick(1, 4), tau=round(0.1 + pick(0, 30) / 10, 2))
+    if seed % 2:
+        g["motion"]["inputs"]["conditioning"] = ["pos", 0]
+    r = run_graph(g).raise_for_error()
+    loaded = run_graph(load_graph(f"fastvmt/round_{seed}_00001_.safetensors [output]")).raise_for_error()
+    a, b = r.output("motion", 0), loaded.output("load", 0)
+    assert torch.equal(a.latent, b.latent) and a.latent.dtype == b.latent.dtype
+    assert (a.settings, a.geometry, a.source) == (b.settings, b.geometry, b.source)
+    assert (a.conditioning is None) == (b.conditioning is None)
+    for (ta, ea), (tb, eb) in zip(a.conditioning or [], b.conditioning or []):
+        assert torch.equal(ta.float(), tb) and ea.keys() == eb.keys()
+
+
+# ---- no run leaves state behind ---------------------------------------------------------
+
+PLAIN_SCRIPT = """
+import sys, tempfile, torch
+sys.path.insert(0, {repo!r})
+from tests import comfy_host
+from tests.test_motion_files_host import plain_graph
+host = comfy_host.bootstrap(tempfile.mkdtemp())
+host.require_pack()
+r = host.run_graph(plain_graph(host.tiny_wan())).raise_for_error()
+torch.save(r.output("plain", 0)["samples"], {out!r})
+"""
+
+
+def plain_graph(model):
+    g = base_graph(model)
+    del g["sample"], g["out"], g["motion"], g["ref"]
+    g["plain"] = {"class_type": "KSampler",
+                  "inputs": {"model": ["model", 0], "seed": 11, "steps": 4, "cfg": 3.0, "sampler_name": "euler",
+                             "scheduler": "simple", "positive": ["pos", 0], "negative": ["neg", 0],
+                             "latent_image": ["empty", 0], "denoise": 1.0}}
+    g["out_plain"] = {"class_type": "FastVMTTestInspect", "inputs": {"value": ["plain", 0]}}
+    return g
+
+
+@pytest.fixture(scope="module")
+def fresh_plain(tmp_path_factory):
+    """The plain run in a fresh ComfyUI process."""
+    out = tmp_path_factory.mktemp("fresh") / "plain.pt"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-c", PLAIN_SCRIPT.format(repo=str(REPO), out=str(out))], check=True,
+                   cwd=str(REPO), env=env, capture_output=True, timeout=600)
+    return torch.load(out)
+
+
+def _interrupt_mid_guidance(comfy, monkeypatch):
+    import comfy.model_management as mm
+    original = comfy.server.send_sync
+
+    def send_sync(event, data, sid=None):
+        if event == "progress" and data.get("node") == "sample" and data["value"] == 3:
+            mm.interrupt_current_processing(True)  # inside the first guided step's inner loop
+        return original(event, data, sid)
+
+    monkeypatch.setattr(comfy.server, "send_sync", send_sync)
+
+
+def _fail_inside_the_loss(comfy, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("injected failure inside the motion loss")
+    monkeypatch.setattr(pack_module("nodes.wan_guidance"), "total_loss", boom)
+
+
+@pytest.mark.parametrize("how", [_interrupt_mid_guidance, _fail_inside_the_loss], ids=["interrupt", "loss_error"])
+def test_a_failed_guided_run_leaves_nothing_behind(run_graph, comfy, tiny_wan, fastvmt_pack, fresh_plain,
+                                                   monkeypatch, how):
+    comfy.reset()
+    how(comfy, monkeypatch)
+    failed = run_graph(base_graph(tiny_wan, steps=5))
+    assert not failed.success
+    monkeypatch.undo()
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    # The same loaded model (the loader's output is cached), then a plain KSampler.
+    after = run_graph(plain_graph(tiny_wan), keep_cache=True).raise_for_error()
+    assert "model" not in after.executed_nodes
+    model = after.output("model", 0)
+    assert "fastvmt" not in repr(model.wrappers)
+    assert not model.model_options.get("transformer_options", {}).get("patches_replace")
+    assert torch.equal(after.output("plain", 0)["samples"], fresh_plain)
