@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from fastvmt_core import FastVMTSettings  # noqa: E402
 from fastvmt_core.bench import PeakMemory, machine_line  # noqa: E402
 
 CONFIGS = [  # name, Step-Skip Settings overrides (None: stock KSampler), what it is
@@ -47,11 +48,8 @@ BLOCK = 14
 
 
 def settings_inputs(**overrides):
-    base = {"mode": "effi_AMF", "interval": 3, "inner_steps": 10, "lr_start": 0.003, "lr_end": 0.002,
-            "guided_fraction": 0.2, "lambda_amf": 5.0, "lambda_window": 1.0, "reference_noise": "renoise",
-            "reference_seed": 0, "exit_block": -1}
-    base.update(overrides)
-    return base
+    """Step-Skip Settings node inputs: the defaults of FastVMTSettings, with ``overrides``."""
+    return FastVMTSettings().step_skip_inputs(**overrides)
 
 
 def graph(model: str, *, frames: int, lat_h: int, lat_w: int, steps: int, seed: int, overrides: dict | None,

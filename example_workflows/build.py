@@ -27,6 +27,7 @@ Node inputs, widget order and output types below follow ComfyUI's ``/object_info
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from dataclasses import dataclass, field
@@ -97,7 +98,7 @@ SPECS = {
     "FastVMTStepSkipSettings": Spec(
         "Step-Skip Settings",
         "mode:COMBO interval:INT inner_steps:INT lr_start:FLOAT lr_end:FLOAT guided_fraction:FLOAT lambda_amf:FLOAT "
-        "lambda_window:FLOAT reference_noise:COMBO reference_seed:INT",
+        "lambda_window:FLOAT reference_noise:COMBO reference_seed:INT reference_sigma_cap:FLOAT? exit_block:INT?",
         "FASTVMT_SETTINGS:FASTVMT_SETTINGS", core=False),
     "FastVMTGuidanceSampler": Spec(
         "FastVMT Guidance Sampler",
@@ -234,21 +235,34 @@ def _loaders(g: Graph, x=0, y=0, clip=True):
     return unet, clip_node, vae
 
 
-def _reference(g: Graph, unet, clip, vae, x, y, motion_block=14):
+def _reference(g: Graph, unet, clip, vae, x, y, motion_block=None):
+    d = SETTINGS.FastVMTSettings()
     video = g.add("LoadVideo", (x, y), title="Reference Video", size=(320, 330), file=REFERENCE_VIDEO)
     comps = g.add("GetVideoComponents", (x, y + 370), video=video)
     ref_prompt = g.add("CLIPTextEncode", (x + 360, y + 420), title="Reference Prompt (empty)", size=(320, 100),
                        clip=clip, text="")
     extract = g.add("FastVMTExtractMotion", (x + 360, y), model=unet, images=comps.out("images"), vae=vae,
                     conditioning=ref_prompt, width=SIZE["width"], height=SIZE["height"], length=SIZE["length"],
-                    motion_block=motion_block, temporal_span=5, window=21, tile_rows=3, tile_cols=4, tau=1.0)
+                    motion_block=d.motion_block if motion_block is None else motion_block,
+                    temporal_span=d.temporal_span, window=d.window, tile_rows=d.tile[0], tile_cols=d.tile[1], tau=d.tau)
     return video, comps, ref_prompt, extract
 
 
+def _settings_module():
+    """fastvmt_core/settings.py, the one source of every default (stdlib only: loaded by path,
+    so building the workflows needs neither torch nor ComfyUI)."""
+    spec = importlib.util.spec_from_file_location("fastvmt_settings", HERE.parent / "fastvmt_core" / "settings.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up by name
+    spec.loader.exec_module(mod)
+    return mod
+
+
+SETTINGS = _settings_module()
+
+
 def _settings(g: Graph, pos):
-    return g.add("FastVMTStepSkipSettings", pos, mode="effi_AMF", interval=3, inner_steps=10, lr_start=0.003,
-                 lr_end=0.002, guided_fraction=0.2, lambda_amf=5.0, lambda_window=1.0, reference_noise="renoise",
-                 reference_seed=0)
+    return g.add("FastVMTStepSkipSettings", pos, **SETTINGS.FastVMTSettings().step_skip_inputs())
 
 
 def _prompts(g: Graph, clip, x, y, positive_text, title="Positive Prompt"):
@@ -292,7 +306,7 @@ NOTE_SAMPLER = (
     "The output fps follows the reference video's fps (linked from Get Video Components).")
 
 
-def _transfer_inputs(g: Graph, unet=None, motion_block=14) -> dict:
+def _transfer_inputs(g: Graph, unet=None, motion_block=None) -> dict:
     """The nodes the single-run workflows share: loaders, reference motion, prompts, empty
     latent and Step-Skip Settings (created in this order, so node ids stay stable).
     ``unet``: a callable adding the model the motion is extracted with (default: the loader)."""

@@ -12,6 +12,14 @@ from dataclasses import dataclass
 MODES = ("effi_AMF", "AMF", "No_transfer")
 REFERENCE_NOISE_MODES = ("renoise", "clean")
 
+# The Step-Skip Settings node's inputs, in widget order (the optional ones last). Node
+# inputs carry the field names, so every default below is the node's, the example
+# workflows' and the benchmarks' default.
+STEP_SKIP_FIELDS = ("mode", "interval", "inner_steps", "lr_start", "lr_end", "guided_fraction", "lambda_amf",
+                    "lambda_window", "reference_noise", "reference_seed", "reference_sigma_cap", "exit_block")
+# Extract Motion's settings (stored in motion files); Step-Skip Settings holds the rest.
+EXTRACTION_FIELDS = ("motion_block", "temporal_span", "window", "tile", "tau")
+
 
 @dataclass(frozen=True)
 class FastVMTSettings:
@@ -28,7 +36,7 @@ class FastVMTSettings:
     interval: int = 3                 # recompute the gradient every `interval` inner steps
     lr_start: float = 0.003
     lr_end: float = 0.002
-    guidance_fraction: float = 0.2    # guided share of the denoising process (schedule.py), from its start
+    guided_fraction: float = 0.2    # guided share of the denoising process (schedule.py), from its start
     reference_noise: str = "renoise"  # renoise: reference re-noised per guided step (released code); clean: once
     reference_seed: int = 0           # seed of the fixed reference noise
     reference_sigma_cap: float = 0.9  # the reference is re-noised to at most this sigma (few-step schedules)
@@ -54,7 +62,7 @@ class FastVMTSettings:
         _int_range("interval", self.interval, 1, 1000)
         _float_range("lr_start", self.lr_start, 0.0, 1.0)
         _float_range("lr_end", self.lr_end, 0.0, 1.0)
-        _float_range("guidance_fraction", self.guidance_fraction, 0.0, 1.0)
+        _float_range("guided_fraction", self.guided_fraction, 0.0, 1.0)
         _int_range("reference_seed", self.reference_seed, 0, 2**64 - 1)
         _float_range("reference_sigma_cap", self.reference_sigma_cap, 0.0, 1.0)
         _int_range("exit_block", self.exit_block, -1, 10_000)
@@ -64,7 +72,7 @@ class FastVMTSettings:
 
     @property
     def guided(self) -> bool:
-        return self.mode != "No_transfer" and self.inner_steps > 0 and self.guidance_fraction > 0
+        return self.mode != "No_transfer" and self.inner_steps > 0 and self.guided_fraction > 0
 
     def check_exit_block(self) -> None:
         """exit_block and motion_block come from different nodes: checked once both are known."""
@@ -76,6 +84,13 @@ class FastVMTSettings:
     def effective_interval(self) -> int:
         """'AMF' is the full method: every inner step recomputes the gradient."""
         return 1 if self.mode == "AMF" else self.interval
+
+    def step_skip_inputs(self, **overrides) -> dict:
+        """Step-Skip Settings node inputs (API format) for these settings, with ``overrides``."""
+        unknown = sorted(set(overrides) - set(STEP_SKIP_FIELDS))
+        if unknown:
+            raise ValueError(f"not Step-Skip Settings inputs: {', '.join(unknown)}")
+        return {**{name: getattr(self, name) for name in STEP_SKIP_FIELDS}, **overrides}
 
     def replace(self, **changes) -> "FastVMTSettings":
         return dataclasses.replace(self, **changes)

@@ -15,7 +15,7 @@ import comfy.utils
 import folder_paths
 import nodes as comfy_nodes
 
-from ..fastvmt_core import FastVMTSettings
+from ..fastvmt_core import MODES, REFERENCE_NOISE_MODES, FastVMTSettings
 from .fidelity_node import MotionFidelity
 from .motion import MotionReference, read_motion_file, write_motion_file
 from .wan_guidance import apply_fastvmt, check_block_index, check_motion_matches, wan_geometry
@@ -162,7 +162,7 @@ class StepSkipSettings(io.ComfyNode):
             description="Guidance settings for FastVMT. Optional: the sampler uses these defaults (the paper's) "
                         "when this node is not connected.",
             inputs=[
-                io.Combo.Input("mode", options=["effi_AMF", "AMF", "No_transfer"], default=d.mode,
+                io.Combo.Input("mode", options=list(MODES), default=d.mode,
                                tooltip="effi_AMF: FastVMT (sliding-window flow, gradient reuse). AMF: full "
                                        "global flow over all frame pairs, gradient every inner step (the "
                                        "DiTFlow way, slow). No_transfer: plain sampling."),
@@ -176,7 +176,7 @@ class StepSkipSettings(io.ComfyNode):
                                        "linearly to lr_end."),
                 io.Float.Input("lr_end", default=d.lr_end, min=0.0, max=1.0, step=0.0001,
                                tooltip="AdamW learning rate at the last inner step (paper 0.002)."),
-                io.Float.Input("guided_fraction", default=d.guidance_fraction, min=0.0, max=1.0, step=0.01,
+                io.Float.Input("guided_fraction", default=d.guided_fraction, min=0.0, max=1.0, step=0.01,
                                tooltip="Share of the denoising process that is guided, from its start (paper 0.2: "
                                        "the first 10 of 50 steps). It is a share of the whole run, so KSampler"
                                        "Advanced splits and Wan 2.2's two experts guide the same steps as one "
@@ -185,7 +185,7 @@ class StepSkipSettings(io.ComfyNode):
                                tooltip="Weight of the motion-flow loss (paper lambda_AMF = 5)."),
                 io.Float.Input("lambda_window", default=d.lambda_window, min=0.0, max=1000.0, step=0.1,
                                tooltip="Weight of the correspondence-window loss (paper lambda_window = 1)."),
-                io.Combo.Input("reference_noise", options=["renoise", "clean"], default=d.reference_noise,
+                io.Combo.Input("reference_noise", options=list(REFERENCE_NOISE_MODES), default=d.reference_noise,
                                tooltip="renoise: the clean reference is re-noised to each guided step's noise "
                                        "level with a fixed seed (the released code). clean: its motion is read "
                                        "once from the clean latent (one reference pass per run)."),
@@ -206,14 +206,10 @@ class StepSkipSettings(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, mode, interval, inner_steps, lr_start, lr_end, guided_fraction, lambda_amf, lambda_window,
-                reference_noise, reference_seed, reference_sigma_cap=DEFAULTS.reference_sigma_cap,
-                exit_block=-1) -> io.NodeOutput:
-        return io.NodeOutput(_settings_or_error(
-            mode=mode, interval=interval, inner_steps=inner_steps, lr_start=lr_start, lr_end=lr_end,
-            guidance_fraction=guided_fraction, lambda_amf=lambda_amf, lambda_window=lambda_window,
-            reference_noise=reference_noise, reference_seed=reference_seed,
-            reference_sigma_cap=reference_sigma_cap, exit_block=exit_block))
+    def execute(cls, **inputs) -> io.NodeOutput:
+        # Node inputs are named after the settings fields (STEP_SKIP_FIELDS); optional ones
+        # missing from older workflows take the dataclass defaults.
+        return io.NodeOutput(_settings_or_error(**inputs))
 
 
 def _motion_inputs():

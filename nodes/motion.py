@@ -10,10 +10,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save
 
-from ..fastvmt_core import FastVMTSettings, frame_pairs
+from ..fastvmt_core import EXTRACTION_FIELDS, FastVMTSettings, frame_pairs
 
-# Settings that belong to the motion (Extract Motion); all others come from Step-Skip Settings.
-EXTRACTION_FIELDS = ("motion_block", "temporal_span", "window", "tile", "tau")
 
 FILE_FORMAT = "fastvmt-motion"
 FILE_VERSION = 1

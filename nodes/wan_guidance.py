@@ -12,12 +12,14 @@
   (``torch.func.functional_call``), so at most one block's cloned weights exist at a
   time: memory stays about one model.
 * Sampling. ``fastvmt_sampler_wrapper`` is a ``SAMPLER_SAMPLE`` wrapper on a cloned
-  ModelPatcher. It replaces the k-diffusion sampler function by
-  ``guided_sampling`` (a plain function over tensors) for this run only: before each
-  of the first guided steps the latent is optimised with
-  ``fastvmt_core.optimize_latent``, then the stock sampler takes one step from it.
-  The stock KSampler, KSamplerAdvanced, SamplerCustomAdvanced and our Guidance
-  Sampler node all go through it.
+  ModelPatcher. ``guided_range`` locates the guided share of the whole denoising
+  process in this call's sigmas (so split calls guide what one call would). The
+  wrapper replaces the k-diffusion sampler function by ``guided_sampling`` (a plain
+  function over tensors) for this run only: before each guided step the latent is
+  optimised with ``fastvmt_core.optimize_latent``, then the stock sampler takes one
+  step from it, drawing from one noise stream for the whole call. The stock KSampler,
+  KSamplerAdvanced, SamplerCustomAdvanced and our Guidance Sampler node all go
+  through it.
 """
 
 from __future__ import annotations
@@ -38,11 +40,10 @@ import comfy.model_patcher
 import comfy.patcher_extension
 import comfy.sampler_helpers
 import comfy.samplers
-from comfy.extra_samplers import uni_pc
 from comfy.k_diffusion import sampling as k_sampling
 from comfy.ldm.flux.math import apply_rope1
 
-from ..fastvmt_core import (FastVMTSettings, global_amf, guided_end_percent, guided_prefix, optimize_latent,
+from ..fastvmt_core import (EXTRACTION_FIELDS, FastVMTSettings, global_amf, guided_end_percent, guided_prefix, optimize_latent,
                             reference_sigma, sliding_window_amf, total_loss)
 from .motion import MotionReference
 
@@ -323,7 +324,6 @@ def _reference_flow_at(ctx, sigma):
         return _flow(ctx.settings, q[0], k[0]).detach()
 
 
-
 def guide_latent(ctx: GuidanceContext, x: torch.Tensor, sigma, step_index: int) -> torch.Tensor:
     """Optimise the latent at one guided outer step; returns the new latent (same dtype)."""
     s = ctx.settings
@@ -351,8 +351,8 @@ def guide_latent(ctx: GuidanceContext, x: torch.Tensor, sigma, step_index: int) 
         x_opt, stats = optimize_latent(x.detach().clone(), loss_fn, steps=s.inner_steps,
                                        interval=s.effective_interval, lr_start=s.lr_start, lr_end=s.lr_end,
                                        on_step=on_step)
-    ctx.step_log.append({"step": step_index, "sigma": float(sigma), "reference_sigma": ref_sigma, "losses": stats.losses,
-                         "gradient_evaluations": stats.gradient_evaluations, "stopped": stats.stop_reason,
+    ctx.step_log.append({"step": step_index, "sigma": float(sigma), "reference_sigma": ref_sigma,
+                         "losses": stats.losses, "gradient_evaluations": stats.gradient_evaluations, "stopped": stats.stop_reason,
                          "seconds": time.perf_counter() - start})
     if stats.stopped_early:
         log.warning("FastVMT: guided step %d stopped early (%s); kept the last finite latent",
@@ -469,7 +469,6 @@ class _Progress:
 
 def resolve_settings(motion: MotionReference, settings: FastVMTSettings | None) -> FastVMTSettings:
     """Extraction knobs come from the motion, guidance knobs from the settings node."""
-    from .motion import EXTRACTION_FIELDS
     base = settings if settings is not None else FastVMTSettings()
     resolved = base.replace(**{name: getattr(motion.settings, name) for name in EXTRACTION_FIELDS})
     try:
@@ -560,7 +559,7 @@ def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, nois
                             report: dict | None = None):
     sampler = executor.class_obj
     base_model = guider.inner_model
-    plan = guided_range(base_model.model_sampling, sigmas, noise, settings.guidance_fraction)
+    plan = guided_range(base_model.model_sampling, sigmas, noise, settings.guided_fraction)
     if plan.n_guided == 0:
         text = f"FastVMT {settings.mode}: {plan.describe()}"
         log.info("%s", text)

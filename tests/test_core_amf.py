@@ -129,8 +129,9 @@ def test_gradients_reach_q_and_k():
     assert k.grad is not None and k.grad.abs().sum() > 0
 
 
-def test_checkpointed_gradient_matches_unchunked_autograd():
-    """The window pass is recomputed in backward; its gradient must equal plain autograd's."""
+def test_whole_frame_window_gradient_matches_global_amf():
+    """A window covering the whole frame makes the sliding-window flow the global flow, so the
+    window pass's hand-written backward must give plain autograd's gradient of global_amf."""
     g = torch.Generator().manual_seed(8)
     q0 = torch.randn(3, 6, 8, 8, generator=g)
     k0 = torch.randn(3, 6, 8, 8, generator=g)

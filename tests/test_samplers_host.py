@@ -7,7 +7,6 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from bench.sampling import settings_inputs
 from tests.test_nodes_host import base_graph, report, samples
 
 STEPS = 6
