@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.checkpoint import checkpoint
 
+import comfy.ldm.modules.attention as comfy_attention
 import comfy.ldm.wan.model as wan_model
 import comfy.model_management
 import comfy.model_patcher
@@ -95,6 +96,33 @@ def token_grid(latent_shape, patch_size) -> tuple[int, int, int]:
     return -(-f // pt), -(-h // ph), -(-w // pw)
 
 
+# ---- attention in gradient passes ----------------------------------------------------
+
+_logged_attention = []
+
+
+def _use_attention_with_backward(transformer_options: dict) -> None:
+    """Gradient passes need an attention with a backward. SageAttention writes into a
+    preallocated output (the gradient is silently dropped) and --use-flash-attention is a
+    custom op without an autograd formula, so these passes use PyTorch's SDPA through
+    ComfyUI's ``optimized_attention_override``; every other pass, and all sampling, keeps
+    the user's backend (and any override a node installed)."""
+    user_override = transformer_options.get("optimized_attention_override")
+
+    def override(func, *args, **kwargs):
+        if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args[:3]):
+            return comfy_attention.attention_pytorch(*args, **kwargs)
+        if user_override is not None:
+            return user_override(func, *args, **kwargs)
+        return func(*args, **kwargs)
+
+    transformer_options["optimized_attention_override"] = override
+    if not _logged_attention:
+        _logged_attention.append(True)
+        log.info("FastVMT: guidance gradient passes use PyTorch SDPA attention; sampling keeps %s",
+                 getattr(comfy_attention.optimized_attention, "__name__", "ComfyUI's attention"))
+
+
 # ---- Q/K capture with early exit ------------------------------------------------------
 
 class _MotionBlockReached(Exception):
@@ -124,12 +152,25 @@ class _CallWith(torch.nn.Module):
         return self.fn(self.module, *args, **kwargs)
 
 
-def _call_with_params(module, fn, *args, clone=(), skip=(), **kwargs):
+_FP8 = tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")
+             if hasattr(torch, n))
+
+
+def _clone_param(p, compute_dtype):
+    # fp8 weights are cloned in the compute dtype: ComfyUI's fast fp8 Linear (torch._scaled_mm,
+    # taken only for fp8 weights) has no backward, its cast + F.linear path has. Values are
+    # unchanged (the cast path casts to the same dtype) and scaled-fp8 scales still apply.
+    if p.dtype in _FP8 and compute_dtype is not None:
+        return p.detach().to(compute_dtype)
+    return p.detach().clone()
+
+
+def _call_with_params(module, fn, *args, clone=(), skip=(), compute_dtype=None, **kwargs):
     """Call ``fn(module, ...)`` with its parameters detached (no autograd for weights)
     and those whose name starts with a ``clone`` prefix cloned: clones made outside
     inference mode are ordinary tensors that autograd may save. Names starting with
     a ``skip`` prefix are left alone."""
-    params = {"module." + n: (p.detach().clone() if n.startswith(clone) else p.detach())
+    params = {"module." + n: (_clone_param(p, compute_dtype) if n.startswith(clone) else p.detach())
               for n, p in module.named_parameters() if not (skip and n.startswith(skip))}
     return torch.func.functional_call(_CallWith(module, fn), params, args, kwargs)
 
@@ -150,7 +191,8 @@ def _diffusion_model_wrapper(executor, *args, state: dict, **kwargs):
     if not _wants_grad(x):
         return executor(*args, **kwargs)
     return _call_with_params(executor.class_obj, lambda _m, *a, **kw: executor(*a, **kw), *args,
-                             clone=_OUTSIDE_BLOCKS_ON_X_PATH, skip=("blocks.",), **kwargs)
+                             clone=_OUTSIDE_BLOCKS_ON_X_PATH, skip=("blocks.",), compute_dtype=torch.float32,
+                             **kwargs)
 
 
 def _wants_grad(x) -> bool:
@@ -181,7 +223,8 @@ def _run_block(block, args, state, img):
 def _checkpointed_block(block, args, state):
     """A block in a gradient pass: per-block checkpoint, parameters cloned inside."""
     def run(img):
-        return _call_with_params(block, lambda b, i: _run_block(b, args, state, i), img, clone=("",))
+        return _call_with_params(block, lambda b, i: _run_block(b, args, state, i), img, clone=("",),
+                                 compute_dtype=img.dtype)
     return checkpoint(run, args["img"], use_reentrant=False)
 
 
@@ -199,7 +242,8 @@ def _capture_patch(block, counter: PassCounter):
         counter.blocks += 1
         x = args["img"]
         if _wants_grad(x):
-            q, k = _call_with_params(block, _block_qk, x, args["vec"], args["pe"], clone=_QK_PARAMS)
+            q, k = _call_with_params(block, _block_qk, x, args["vec"], args["pe"], clone=_QK_PARAMS,
+                                     compute_dtype=x.dtype)
         else:
             q, k = _block_qk(block, x, args["vec"], args["pe"])
         raise _MotionBlockReached(q, k)
@@ -232,6 +276,8 @@ def capture_qk(base_model, conds, x, sigma, model_options, block_index: int, cou
     comfy.patcher_extension.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY,
                                                  functools.partial(_diffusion_model_wrapper, state=state),
                                                  opts["transformer_options"])
+    if _wants_grad(x):
+        _use_attention_with_backward(opts["transformer_options"])
     counter.passes += 1
     sigma_batch = sigma.reshape(1).to(x.device).expand(x.shape[0])
     try:
@@ -257,7 +303,8 @@ def _record_and_continue(block, counter, captured, state):
         if not _wants_grad(x):
             captured["qk"] = _block_qk(block, x, args["vec"], args["pe"])
             return extra["original_block"](args)
-        captured["qk"] = _call_with_params(block, _block_qk, x, args["vec"], args["pe"], clone=_QK_PARAMS)
+        captured["qk"] = _call_with_params(block, _block_qk, x, args["vec"], args["pe"], clone=_QK_PARAMS,
+                                           compute_dtype=x.dtype)
         return {"img": _checkpointed_block(block, args, state)}
     return patch
 

@@ -160,3 +160,21 @@ def test_partial_denoise_guides_the_first_fifth_of_what_it_denoises(run_graph, t
     assert rep["n_guided"] == 2
     assert rep["range"]["start"] == pytest.approx(0.25, abs=0.02)
     assert rep["range"]["end"] == pytest.approx(0.25 + 0.2 * 0.75, abs=0.02)
+
+
+def test_gradient_passes_use_an_attention_with_a_backward(run_graph, tiny_wan, fastvmt_pack):
+    """An attention that, like SageAttention, returns correct values without a gradient must
+    not change the guided result: gradient passes switch to SDPA, the rest keeps it."""
+    g = base_graph(tiny_wan, settings={"inner_steps": 4, "lr_start": 0.05, "lr_end": 0.05})
+    g["sage_like"] = {"class_type": "FastVMTTestNoGradAttention", "inputs": {"model": ["model", 0]}}
+    g["guided_sage"] = {**g["sample"], "inputs": {**g["sample"]["inputs"], "model": ["sage_like", 0]}}
+    g["plain_sage"] = ksampler(["sage_like", 0], "euler", steps=5)
+    g["plain"] = ksampler(["model", 0], "euler", steps=5)
+    for n in ("guided_sage", "plain_sage", "plain"):
+        g["out_" + n] = {"class_type": "FastVMTTestInspect", "inputs": {"value": [n, 0]}}
+    r = run_graph(g).raise_for_error()
+    assert torch.equal(samples(r, "plain_sage"), samples(r, "plain"))  # the override keeps the values
+    assert not torch.equal(samples(r), samples(r, "plain"))  # guidance did change the latent
+    assert torch.equal(samples(r, "guided_sage"), samples(r))
+    losses = report(r, "guided_sage")["steps"][0]["losses"]
+    assert losses[-1] < losses[0]

@@ -182,7 +182,29 @@ class FastVMTTestInspect:
         return {"ui": {"fastvmt_stats": [_stats(value)]}}
 
 
+class FastVMTTestNoGradAttention:
+    """A model clone whose attention, like SageAttention, returns the right values with no
+    gradient (through ComfyUI's ``optimized_attention_override``)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL", {})}}
+
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "patch"
+    CATEGORY = "FastVMT/testing"
+
+    def patch(self, model):
+        import comfy.model_patcher
+        m = model.clone()
+        m.model_options = comfy.model_patcher.create_model_options_clone(m.model_options)
+        m.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = (
+            lambda func, *args, **kwargs: func(*args, **kwargs).detach())
+        return (m,)
+
+
 NODE_CLASS_MAPPINGS = {
+    "FastVMTTestNoGradAttention": FastVMTTestNoGradAttention,
     "FastVMTTestConditioning": FastVMTTestConditioning,
     "FastVMTTestLatent": FastVMTTestLatent,
     "FastVMTTestImage": FastVMTTestImage,
@@ -190,6 +212,7 @@ NODE_CLASS_MAPPINGS = {
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
+    "FastVMTTestNoGradAttention": "FastVMT Test Attention Without Gradient",
     "FastVMTTestConditioning": "FastVMT Test Conditioning (random UMT5 stand-in)",
     "FastVMTTestLatent": "FastVMT Test Latent (random)",
     "FastVMTTestImage": "FastVMT Test Image (random)",

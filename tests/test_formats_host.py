@@ -1,0 +1,72 @@
+"""Guidance on the weight formats Wan users load, in the real executor: fp16/fp32 and
+scaled-fp8 checkpoints under every weight_dtype of Load Diffusion Model, fast fp8 included
+(ComfyUI's --supports-fp8-compute makes the fast path run on CPU too)."""
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from tests.test_nodes_host import base_graph, report, samples
+
+FP8_MAX = 448.0  # largest float8_e4m3fn
+
+
+@pytest.fixture(scope="module")
+def scaled_fp8_wan(comfy, fastvmt_pack):
+    """The tiny Wan as a scaled-fp8 checkpoint, laid out like Comfy-Org's *_fp8_scaled files:
+    every Linear weight in float8_e4m3fn with its own ``scale_weight``, and a ``scaled_fp8``
+    marker key."""
+    path = comfy.model_dir("diffusion_models") / "fastvmt_tiny_wan_fp8_scaled.safetensors"
+    if not path.exists():
+        sd = load_file(comfy.model_dir("diffusion_models") / comfy.tiny_wan())
+        for key in [k for k, v in sd.items() if k.endswith(".weight") and v.ndim == 2]:
+            scale = sd[key].abs().max().float() / FP8_MAX
+            sd[key] = (sd[key].float() / scale).to(torch.float8_e4m3fn)
+            sd[key[:-len("weight")] + "scale_weight"] = scale.reshape(())
+        sd["scaled_fp8"] = torch.empty(0, dtype=torch.float8_e4m3fn)
+        save_file(sd, str(path))
+        comfy.refresh_file_lists()
+    return path.name
+
+
+@pytest.fixture
+def fp8_compute(monkeypatch):
+    """What --supports-fp8-compute sets: ComfyUI takes its fast fp8 paths (torch._scaled_mm)."""
+    import comfy.model_management
+    monkeypatch.setattr(comfy.model_management, "SUPPORT_FP8_OPS", True)
+
+
+@pytest.mark.parametrize("weight_dtype", ["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"])
+@pytest.mark.parametrize("checkpoint", ["fp32", "fp8_scaled"])
+def test_guidance_runs_on_every_weight_dtype(run_graph, comfy, tiny_wan, scaled_fp8_wan, fp8_compute, checkpoint,
+                                             weight_dtype):
+    """The fast fp8 Linear has no backward ('derivative for aten::_scaled_mm is not
+    implemented'); gradient passes take the cast + F.linear path instead."""
+    name = tiny_wan if checkpoint == "fp32" else scaled_fp8_wan
+    g = base_graph(name, settings={"inner_steps": 4, "lr_start": 0.05, "lr_end": 0.05})
+    g["model"]["inputs"]["weight_dtype"] = weight_dtype
+    g["plain"] = {"class_type": "KSampler", "inputs": {**g["sample"]["inputs"]}}
+    for key in ("motion", "settings"):
+        g["plain"]["inputs"].pop(key, None)
+    g["out_plain"] = {"class_type": "FastVMTTestInspect", "inputs": {"value": ["plain", 0]}}
+    r = run_graph(g).raise_for_error()
+    (step,) = report(r)["steps"]
+    assert step["stopped"] is None and step["losses"][-1] < step["losses"][0], step
+    assert torch.isfinite(samples(r)).all() and not torch.equal(samples(r), samples(r, "plain"))
+
+
+def test_fast_fp8_really_takes_the_scaled_mm_path(run_graph, comfy, scaled_fp8_wan, fp8_compute, monkeypatch):
+    """The test above exercises the fast path: plain sampling with fp8_e4m3fn_fast calls
+    torch._scaled_mm (counted here), and its result differs from the cast path's."""
+    calls = []
+    original = torch._scaled_mm
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "_scaled_mm", counting)
+    g = base_graph(scaled_fp8_wan, settings={"mode": "No_transfer"})
+    g["model"]["inputs"]["weight_dtype"] = "fp8_e4m3fn_fast"
+    run_graph(g).raise_for_error()
+    assert calls
