@@ -250,6 +250,23 @@ def _capture_patch(block, counter: PassCounter):
     return patch
 
 
+# Wrappers around the model call that belong to sampling steps, not to the model: step
+# caches (core EasyCache; TeaCache/MagCache-style packs) hook these to skip or reuse DiT
+# passes. Guidance passes run without them, so they see the plain blocks and leave the
+# cache's state as the user's sampling steps left it.
+_SAMPLING_STEP_WRAPPERS = (comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL,
+                           comfy.patcher_extension.WrappersMP.CALC_COND_BATCH)
+
+
+def _guidance_pass_options(model_options: dict) -> dict:
+    """A per-pass copy of the model options, without the sampling-step wrappers."""
+    opts = comfy.model_patcher.create_model_options_clone(model_options)
+    to = opts.setdefault("transformer_options", {})
+    wrappers = to.get("wrappers", {})
+    to["wrappers"] = {kind: fns for kind, fns in wrappers.items() if kind not in _SAMPLING_STEP_WRAPPERS}
+    return opts
+
+
 def capture_qk(base_model, conds, x, sigma, model_options, block_index: int, counter: PassCounter,
                exit_block: int | None = None):
     """Run the model as the sampler does, stopping at ``block_index``; returns q, k [B, F, H, W, D].
@@ -259,7 +276,7 @@ def capture_qk(base_model, conds, x, sigma, model_options, block_index: int, cou
     whole DiT and head.
     """
     dm = base_model.diffusion_model
-    opts = comfy.model_patcher.create_model_options_clone(model_options)
+    opts = _guidance_pass_options(model_options)
     captured, state = {}, {}
     stop_at = block_index if exit_block is None else exit_block
     last = len(dm.blocks) - 1 if stop_at < 0 else stop_at

@@ -8,8 +8,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from bench.sampling import settings_inputs  # Step-Skip Settings inputs with the defaults
+from fastvmt_core import FastVMTSettings
 from tests.comfy_host import GraphValidationError
+
+
+def settings_inputs(**overrides):
+    """Step-Skip Settings inputs: the dataclass defaults with ``overrides``."""
+    return FastVMTSettings().step_skip_inputs(**overrides)
 
 # Reference and generation: 3 latent frames (9 video frames) of 8x12 latent pixels -> 3 x 4 x 6 tokens.
 FRAMES, LAT_H, LAT_W = 3, 8, 12
@@ -358,4 +363,4 @@ def test_settings_from_an_older_workflow_still_load(run_graph, tiny_wan, fastvmt
     for name in ("reference_sigma_cap", "exit_block"):
         del g["settings"]["inputs"][name]
     r = run_graph(g).raise_for_error()
-    assert report(r)["steps"][0]["reference_sigma"] == pytest.approx(0.9)
+    assert report(r)["steps"][0]["reference_sigma"] == pytest.approx(FastVMTSettings().reference_sigma_cap)

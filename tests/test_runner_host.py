@@ -18,7 +18,6 @@ The server is started once per module and always stopped (terminate, then kill).
 """
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os

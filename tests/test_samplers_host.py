@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from fastvmt_core import FastVMTSettings
 from tests.test_nodes_host import base_graph, report, samples
 
 STEPS = 6
@@ -138,7 +139,8 @@ def test_four_step_distilled_run_never_reads_a_pure_noise_reference(run_graph, t
     r = run_graph(g).raise_for_error()
     (step,) = report(r)["steps"]
     assert step["sigma"] == pytest.approx(1.0, abs=1e-3)
-    assert step["reference_sigma"] == pytest.approx(0.9)  # the default cap
+    cap = FastVMTSettings().reference_sigma_cap
+    assert cap < 1.0 and step["reference_sigma"] == pytest.approx(cap)  # the default cap
     assert step["losses"][-1] < step["losses"][0]
     g["settings"]["inputs"]["reference_sigma_cap"] = 1.0  # cap off: the old behaviour
     (step,) = report(run_graph(g).raise_for_error())["steps"]
@@ -178,3 +180,24 @@ def test_gradient_passes_use_an_attention_with_a_backward(run_graph, tiny_wan, f
     assert torch.equal(samples(r, "guided_sage"), samples(r))
     losses = report(r, "guided_sage")["steps"][0]["losses"]
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("exit_block", [-1, 999])
+@pytest.mark.parametrize("cache", ["EasyCache", "LazyCache"])
+def test_step_caches_keep_working_and_guidance_leaves_their_state_alone(run_graph, tiny_wan, fastvmt_pack, cache,
+                                                                        exit_block):
+    """ComfyUI's EasyCache / LazyCache skip DiT passes in sampling. Guidance passes must run
+    the plain blocks and leave the cache's state as it was: with a zero learning rate the
+    guided run equals plain sampling with the cache, which itself differs from no cache.
+    exit_block 999 runs the whole DiT in guidance passes, as a cache would see a step."""
+    settings = {**ZERO_LR, "guided_fraction": 0.5, "exit_block": exit_block}
+    g = with_plain(base_graph(tiny_wan, steps=10, settings=settings), "euler", steps=10)
+    g["cached"] = {"class_type": cache, "inputs": {"model": ["model", 0], "reuse_threshold": 3.0,
+                                                   "start_percent": 0.0, "end_percent": 1.0, "verbose": False}}
+    g["sample"]["inputs"]["model"] = ["cached", 0]
+    g["plain_cached"] = ksampler(["cached", 0], "euler", steps=10)
+    g["out_plain_cached"] = {"class_type": "FastVMTTestInspect", "inputs": {"value": ["plain_cached", 0]}}
+    r = run_graph(g).raise_for_error()
+    assert report(r)["n_guided"] == 5
+    assert not torch.equal(samples(r, "plain_cached"), samples(r, "plain"))  # the cache skipped steps
+    assert torch.equal(samples(r), samples(r, "plain_cached"))
