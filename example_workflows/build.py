@@ -446,7 +446,7 @@ NOTE_TWO_EXPERTS = (
     "other splits.\n\n"
     "4-step lightx2v LoRA: add 'LoraLoaderModelOnly' with wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise / "
     "_low_noise after each loader, then steps 4, cfg 1, split 0-2 / 2-4. Step 1 (sigma 1.0) is guided; the "
-    "reference is re-noised to at most sigma 0.9 (Step-Skip Settings reference_sigma_cap), so it still "
+    "reference is re-noised to at most sigma 0.8 (Step-Skip Settings reference_sigma_cap), so it still "
     "carries its motion.\n\n"
     "motion_block 20 is the middle of the 14B's 40 blocks.")
 

@@ -195,7 +195,7 @@ class StepSkipSettings(io.ComfyNode):
                                optional=True,
                                tooltip="The reference is re-noised to the guided step's sigma, but never above this "
                                        "cap, so few-step schedules (4-step distilled LoRAs start at sigma 1.0) "
-                                       "compare against a reference that still carries its motion. Default 0.9 "
+                                       "compare against a reference that still carries its motion. Default 0.8 "
                                        "(README 'Few-step schedules'); 1.0 turns the cap off."),
                 io.Int.Input("exit_block", default=d.exit_block, min=-1, max=999, optional=True,
                              tooltip="Advanced, for benchmarks. -1 (default): guidance passes stop inside the "
