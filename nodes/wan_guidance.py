@@ -175,8 +175,9 @@ def _call_with_params(module, fn, *args, clone=(), skip=(), compute_dtype=None, 
     return torch.func.functional_call(_CallWith(module, fn), params, args, kwargs)
 
 
-# Parameters outside the blocks that lie on the latent's gradient path.
-_OUTSIDE_BLOCKS_ON_X_PATH = ("patch_embedding.", "head.")
+# Parameters outside the blocks that lie on the latent's gradient path. VACE's context
+# blocks take the patch-embedded latent and add into the hidden state after their block.
+_OUTSIDE_BLOCKS_ON_X_PATH = ("patch_embedding.", "head.", "vace_blocks.")
 # What the motion block needs for its queries/keys (mirrors _block_qk).
 _QK_PARAMS = ("modulation", "norm1.", "self_attn.q.", "self_attn.k.", "self_attn.norm_q.", "self_attn.norm_k.")
 

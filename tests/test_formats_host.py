@@ -103,3 +103,46 @@ def test_guided_result_with_a_lora_equals_the_merged_checkpoint(run_graph, comfy
     torch.testing.assert_close(samples(a), samples(b), rtol=1e-4, atol=1e-5)
     plain = run_graph(base_graph(tiny_wan, settings={"inner_steps": 4, "lr_start": 0.05, "lr_end": 0.05}))
     assert not torch.allclose(samples(plain.raise_for_error()), samples(a), rtol=1e-4, atol=1e-5)  # the LoRA matters
+
+
+@pytest.fixture(scope="module")
+def tiny_vace(comfy, fastvmt_pack):
+    """A tiny random Wan VACE model with VaceWanModel's key names (vace_patch_embedding, two
+    vace_blocks after blocks 0 and 8 of 16); ComfyUI detects it as a VACE model."""
+    import comfy.ops as comfy_ops
+    from comfy.ldm.wan.model import VaceWanModel
+    from tests.comfy_host import _init_tensor
+    path = comfy.model_dir("diffusion_models") / "fastvmt_tiny_wan_vace.safetensors"
+    if not path.exists():
+        with torch.device("meta"):
+            m = VaceWanModel(patch_size=(1, 2, 2), in_dim=16, dim=256, ffn_dim=512, freq_dim=256, text_dim=4096,
+                             out_dim=16, num_heads=2, num_layers=16, qk_norm=True, cross_attn_norm=True, eps=1e-6,
+                             vace_layers=2, vace_in_dim=96, operations=comfy_ops.disable_weight_init)
+        save_file({k: _init_tensor(k, v.shape, 0) for k, v in m.state_dict().items()}, str(path))
+        comfy.refresh_file_lists()
+    return path.name
+
+
+def vace_graph(model, vae, settings):
+    g = base_graph(model, settings=settings)
+    g["vae"] = {"class_type": "VAELoader", "inputs": {"vae_name": vae}}
+    g["vace"] = {"class_type": "WanVaceToVideo",
+                 "inputs": {"positive": ["pos", 0], "negative": ["neg", 0], "vae": ["vae", 0], "width": 96,
+                            "height": 64, "length": 9, "batch_size": 1, "strength": 1.0}}
+    g["sample"]["inputs"].update(positive=["vace", 0], negative=["vace", 1], latent_image=["vace", 2])
+    g["plain"] = {"class_type": "KSampler", "inputs": {k: v for k, v in g["sample"]["inputs"].items()
+                                                       if k not in ("motion", "settings")}}
+    g["out_plain"] = {"class_type": "FastVMTTestInspect", "inputs": {"value": ["plain", 0]}}
+    return g
+
+
+def test_guidance_on_a_vace_model(run_graph, tiny_vace, tiny_vae):
+    """VACE's context blocks take the latent outside the DiT blocks: their weights must be
+    cloned for the gradient pass ('Inference tensors cannot be saved for backward')."""
+    r = run_graph(vace_graph(tiny_vace, tiny_vae, {"inner_steps": 4, "lr_start": 0.05, "lr_end": 0.05}))
+    r.raise_for_error()
+    assert type(r.output("model", 0).model.diffusion_model).__name__ == "VaceWanModel"
+    (step,) = report(r)["steps"]
+    assert step["losses"][-1] < step["losses"][0] and not torch.equal(samples(r), samples(r, "plain"))
+    zero = run_graph(vace_graph(tiny_vace, tiny_vae, {"inner_steps": 4, "lr_start": 0.0, "lr_end": 0.0}))
+    assert torch.equal(samples(zero.raise_for_error()), samples(zero, "plain"))
