@@ -259,12 +259,21 @@ _SAMPLING_STEP_WRAPPERS = (comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL,
                            comfy.patcher_extension.WrappersMP.CALC_COND_BATCH)
 
 
+# TorchCompileModel swaps in the compiled DiT through this APPLY_MODEL wrapper. Guidance
+# passes run the eager model: their per-pass patches and grad mode would make the compiled
+# graph recompile on every pass (and hit dynamo's recompile limit).
+_TORCH_COMPILE_KEY = "torch.compile"  # comfy_api.torch_helpers.torch_compile.COMPILE_KEY
+
+
 def _guidance_pass_options(model_options: dict) -> dict:
     """A per-pass copy of the model options, without the sampling-step wrappers."""
     opts = comfy.model_patcher.create_model_options_clone(model_options)
     to = opts.setdefault("transformer_options", {})
-    wrappers = to.get("wrappers", {})
-    to["wrappers"] = {kind: fns for kind, fns in wrappers.items() if kind not in _SAMPLING_STEP_WRAPPERS}
+    wrappers = {kind: fns for kind, fns in to.get("wrappers", {}).items() if kind not in _SAMPLING_STEP_WRAPPERS}
+    apply_model = comfy.patcher_extension.WrappersMP.APPLY_MODEL
+    if _TORCH_COMPILE_KEY in wrappers.get(apply_model, {}):
+        wrappers[apply_model] = {k: v for k, v in wrappers[apply_model].items() if k != _TORCH_COMPILE_KEY}
+    to["wrappers"] = wrappers
     return opts
 
 

@@ -146,3 +146,20 @@ def test_guidance_on_a_vace_model(run_graph, tiny_vace, tiny_vae):
     assert step["losses"][-1] < step["losses"][0] and not torch.equal(samples(r), samples(r, "plain"))
     zero = run_graph(vace_graph(tiny_vace, tiny_vae, {"inner_steps": 4, "lr_start": 0.0, "lr_end": 0.0}))
     assert torch.equal(samples(zero.raise_for_error()), samples(zero, "plain"))
+
+
+def test_torch_compile_model_with_guidance(run_graph, comfy, fastvmt_pack):
+    """Core TorchCompileModel (inductor): sampling steps run compiled, guidance passes run the
+    eager model (no recompiles per pass). With a zero learning rate the guided run equals the
+    compiled plain run. A 2-block model keeps the compile short."""
+    name = comfy.tiny_wan(num_layers=2)
+    g = base_graph(name, block=1, steps=3, settings={"inner_steps": 4, "lr_start": 0.0, "lr_end": 0.0,
+                                                     "guided_fraction": 0.34})
+    g["compiled"] = {"class_type": "TorchCompileModel", "inputs": {"model": ["model", 0], "backend": "inductor"}}
+    g["sample"]["inputs"]["model"] = ["compiled", 0]
+    g["plain"] = {"class_type": "KSampler", "inputs": {k: v for k, v in g["sample"]["inputs"].items()
+                                                       if k not in ("motion", "settings")}}
+    g["out_plain"] = {"class_type": "FastVMTTestInspect", "inputs": {"value": ["plain", 0]}}
+    r = run_graph(g).raise_for_error()
+    assert report(r)["n_guided"] == 1 and report(r)["steps"][0]["gradient_evaluations"] == 2
+    assert torch.equal(samples(r), samples(r, "plain"))
