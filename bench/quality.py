@@ -11,7 +11,7 @@ or splits into two halves moving apart. The start latent is the reference's firs
 frame held still, noised to sigma 0.5 (stock ModelSamplingSD3 shift 1, KSamplerAdvanced
 steps 10-13 of 20, all four guided through Apply FastVMT Motion); the returned latent is
 the optimised one. Its motion is estimated without the model, by block matching on the
-latent's 16 channels (``fastvmt_core.fidelity.block_motion``), and compared with the
+latent's 16 channels (``bench.motion_estimate.block_motion``), and compared with the
 same estimate on the reference (``displacement_agreement``: mean cosine, 1 = same
 motion, about 0 = unrelated or still). Two models: plain random weights, and the same
 with the motion block's key projection tied to its query projection (``level1_model``).
@@ -51,8 +51,9 @@ import torch  # noqa: E402
 
 from bench import shapes  # noqa: E402
 from bench.sampling import settings_inputs  # noqa: E402
-from fastvmt_core.bench import machine_line  # noqa: E402
-from fastvmt_core.fidelity import block_motion, displacement_agreement, motion_fidelity_report  # noqa: E402
+from bench.amf import machine_line  # noqa: E402
+from bench.motion_estimate import block_motion, displacement_agreement  # noqa: E402
+from fastvmt_core.fidelity import motion_fidelity_report  # noqa: E402
 
 SHAPES_MODEL = REPO / "bench" / "models" / "tiny_wan_shapes.safetensors"
 
@@ -175,7 +176,7 @@ def level1_model(host, kind: str, block: int = 1) -> str:
     tokens are (the correspondence a trained DiT's motion block learns); a plain random
     bilinear form q.k has no such meaning."""
     from safetensors.torch import save_file
-    from tests import comfy_host
+    import comfy_host
     if kind == "random":
         return host.tiny_wan(dim=256, num_layers=8, ffn_dim=512)
     name = f"fastvmt_l1_tied_qk_b{block}.safetensors"
@@ -432,7 +433,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="write the results here")
     p.add_argument("--strip", help="level 2: write a frame strip PNG of the first seeds here")
     args = p.parse_args(argv)
-    from tests import comfy_host
+    import comfy_host
     host = comfy_host.bootstrap(tempfile.mkdtemp(prefix="fastvmt-quality-"))
     host.require_pack()
     res = {"machine": machine_line("cpu")}

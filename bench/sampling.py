@@ -9,7 +9,7 @@ KSampler for "plain", FastVMT Guidance Sampler + Step-Skip Settings for the rest
 Same seed, same inputs, one process. Prints three tables (configurations; guidance
 time against latent frames; the reviewers' sweep) and writes them as JSON.
 
-Conditioning comes from the test-only stand-in node (tests/test_nodes), because no
+Conditioning comes from the test-only stand-in node (comfy_host_nodes/), because no
 UMT5-XXL text encoder can exist here. cfg 6 makes each plain step two DiT passes,
 as in real Wan sampling. Absolute seconds on a CPU mean little; the ratios are the
 result. Memory: the process is re-started with MALLOC_MMAP_THRESHOLD_=65536 so large
@@ -34,7 +34,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from fastvmt_core import FastVMTSettings  # noqa: E402
-from fastvmt_core.bench import PeakMemory, machine_line  # noqa: E402
+from bench.amf import PeakMemory, machine_line  # noqa: E402
 
 CONFIGS = [  # name, Step-Skip Settings overrides (None: stock KSampler), what it is
     ("plain", None, "stock KSampler, no guidance"),
@@ -112,7 +112,7 @@ TABLES = ("configurations", "frames", "sweep")
 
 
 def run(quick: bool, repeats: int, smoke: bool = False, tables=TABLES) -> dict:
-    from tests import comfy_host
+    import comfy_host
     host = comfy_host.bootstrap(tempfile.mkdtemp(prefix="fastvmt-bench-"))
     host.require_pack()
     # smoke: the smallest run that still exercises every row (the test suite runs it)

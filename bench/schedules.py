@@ -33,7 +33,7 @@ import torch  # noqa: E402
 from bench import quality, shapes  # noqa: E402
 from bench.sampling import settings_inputs  # noqa: E402
 from fastvmt_core import FastVMTSettings  # noqa: E402
-from fastvmt_core.bench import machine_line  # noqa: E402
+from bench.amf import machine_line  # noqa: E402
 
 TABLES = ("samplers", "reference")
 SIGMAS = (0.3, 0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 1.0)
@@ -199,7 +199,7 @@ def main(argv=None) -> int:
     p.add_argument("--smoke", action="store_true", help="two samplers, one case (the test suite runs this)")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
-    from tests import comfy_host
+    import comfy_host
     host = comfy_host.bootstrap(tempfile.mkdtemp(prefix="fastvmt-bench-"))
     host.require_pack()
     res = {"machine": machine_line("cpu")}

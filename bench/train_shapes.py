@@ -59,8 +59,8 @@ class TrainSettings:
 
 
 def build_model(s: TrainSettings):
-    from tests import comfy_host
-    comfy_host._prepare_comfy_imports()
+    import comfy_host
+    comfy_host.prepare_comfy_imports()
     import comfy.ops
     from comfy.ldm.wan.model import WanModel
     model = WanModel(model_type="t2v", patch_size=(1, 2, 2), in_dim=16, dim=s.dim, ffn_dim=s.ffn_dim, freq_dim=256,

@@ -19,7 +19,7 @@ import os
 
 import pytest
 
-from . import comfy_host
+import comfy_host
 
 _REQUIRE_ENV = "FASTVMT_REQUIRE_COMFYUI"
 _host_tests = {"passed": 0, "failed": 0, "skipped": 0, "collected": 0}

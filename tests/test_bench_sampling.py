@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests import comfy_host
+import comfy_host
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""fastvmt_core stands alone: no ComfyUI import, and its benchmark command runs."""
+"""fastvmt_core stands alone (no ComfyUI import), and the kernel benchmark on it runs."""
 
 import json
 import subprocess
@@ -9,7 +9,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_core_imports_no_comfyui():
-    code = ("import sys, fastvmt_core, fastvmt_core.bench; "
+    code = ("import sys, fastvmt_core, fastvmt_core.fidelity; "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
             "{'comfy', 'comfy_api', 'nodes', 'folder_paths', 'execution', 'comfy_extras'}); "
             "print(bad); sys.exit(1 if bad else 0)")
@@ -19,7 +19,7 @@ def test_core_imports_no_comfyui():
 
 def test_amf_benchmark_command_runs(tmp_path):
     out = tmp_path / "amf.json"
-    r = subprocess.run([sys.executable, "-m", "fastvmt_core.bench", "amf", "--sizes", "tiny", "--repeats", "1",
+    r = subprocess.run([sys.executable, "-m", "bench.amf", "--sizes", "tiny", "--repeats", "1",
                         "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "| tiny 4x6x8, D 16 | sliding window" in r.stdout

@@ -111,7 +111,7 @@ def tiny_vace(comfy, fastvmt_pack):
     vace_blocks after blocks 0 and 8 of 16); ComfyUI detects it as a VACE model."""
     import comfy.ops as comfy_ops
     from comfy.ldm.wan.model import VaceWanModel
-    from tests.comfy_host import _init_tensor
+    from comfy_host import _init_tensor
     path = comfy.model_dir("diffusion_models") / "fastvmt_tiny_wan_vace.safetensors"
     if not path.exists():
         with torch.device("meta"):

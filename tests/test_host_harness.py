@@ -3,7 +3,7 @@ executor, tiny random Wan models loaded by ComfyUI's own loaders."""
 import pytest
 import torch
 
-from tests.comfy_host import GraphValidationError
+from comfy_host import GraphValidationError
 
 
 def t2v_graph(unet_name, *, seed=42, channels=16, steps=2, cfg=5.0, latent=None):

@@ -13,7 +13,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from tests.comfy_host import GraphValidationError
+from comfy_host import GraphValidationError
 from tests.test_nodes_host import base_graph
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,7 +118,7 @@ def valid_file(comfy, tiny_wan, fastvmt_pack):
     """(metadata, tensors) of a real saved motion, with conditioning and a pooled output."""
     g = save_graph(tiny_wan, "fastvmt/fuzz_base")
     g["motion"]["inputs"]["conditioning"] = ["neg", 0]
-    from tests.comfy_host import get_host
+    from comfy_host import get_host
     r = get_host().run_graph(g).raise_for_error()
     with safe_open(str(comfy.output_dir / "fastvmt" / saved(r)["filename"]), framework="pt") as fh:
         meta, tensors = dict(fh.metadata()), {k: fh.get_tensor(k) for k in fh.keys()}
@@ -248,7 +248,7 @@ def test_save_then_load_round_trips(run_graph, comfy, tiny_wan, fastvmt_pack, se
 PLAIN_SCRIPT = """
 import sys, tempfile, torch
 sys.path.insert(0, {repo!r})
-from tests import comfy_host
+import comfy_host
 from tests.test_motion_files_host import plain_graph
 host = comfy_host.bootstrap(tempfile.mkdtemp())
 host.require_pack()

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from fastvmt_core import FastVMTSettings
-from tests.comfy_host import GraphValidationError
+from comfy_host import GraphValidationError
 
 
 def settings_inputs(**overrides):

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from . import comfy_host
+import comfy_host
 
 pytestmark = pytest.mark.host
 

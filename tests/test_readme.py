@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from . import comfy_host
+import comfy_host
 
 REPO = comfy_host.REPO_ROOT
 README = REPO / "README.md"
@@ -26,7 +26,7 @@ COVERED_BY = {
     "pip install -r": "tests/test_readme.py::test_install_block_as_written",
     "python fastvmt_runner.py": "tests/test_runner_host.py::test_headless_run_writes_the_video",
     "python -m pytest tests": ".ci/run",
-    "python -m fastvmt_core.bench amf": "tests/test_core_standalone.py::test_amf_benchmark_command_runs",
+    "python -m bench.amf": "tests/test_core_standalone.py::test_amf_benchmark_command_runs",
     "python -m bench.sampling": "tests/test_bench_sampling.py",
     "python -m bench.schedules": "tests/test_bench_sampling.py::test_schedules_benchmark_smoke",
     "python -m bench.quality": "tests/test_quality_host.py::test_quality_command_runs",
@@ -85,7 +85,7 @@ def test_install_block_as_written(tmp_path, comfy):
     pack = work / dest
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
-        "from tests import comfy_host;"
+        "import comfy_host;"
         "host = comfy_host.bootstrap(load_pack=False);"
         "ok, names, msg = host._load_custom_node(__import__('pathlib').Path(sys.argv[2]), 'clone');"
         "print('LOADED' if ok else 'FAILED', ' '.join(names)); print(msg)"

@@ -1,8 +1,8 @@
-"""Benchmarks of the method's own kernels (no ComfyUI needed).
+"""Benchmark of the method's own kernels (no ComfyUI needed).
 
-    python -m fastvmt_core.bench amf [--repeats 3] [--json out.json] [--sizes paper,source]
+    python -m bench.amf [--repeats 3] [--json out.json] [--sizes paper,source]
 
-``amf``: forward + backward of ``sliding_window_amf`` against ``global_amf`` with the
+Forward + backward of ``sliding_window_amf`` against ``global_amf`` with the
 same temporal span and against ``global_amf`` over all frame pairs (the DiTFlow way),
 on random queries/keys. Sizes: ``paper`` = 21 latent frames x 30 x 52 tokens, D 128
 (480x832, 81 frames on Wan 2.1); ``source`` = the native size of
@@ -25,8 +25,8 @@ from datetime import date
 
 import torch
 
-from .amf import global_amf, sliding_window_amf
-from .losses import window_loss
+from fastvmt_core.amf import global_amf, sliding_window_amf
+from fastvmt_core.losses import window_loss
 
 SIZES = {
     "paper": (21, 30, 52, 128),
@@ -141,16 +141,14 @@ def machine_line(device: str) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fastvmt_core.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bench.amf", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="what", required=True)
-    p_amf = sub.add_parser("amf", help="sliding-window vs global motion flow, forward + backward")
-    p_amf.add_argument("--sizes", default="paper,source", help="comma list of: " + ", ".join(SIZES))
-    p_amf.add_argument("--repeats", type=int, default=3)
-    p_amf.add_argument("--span", type=int, default=5)
-    p_amf.add_argument("--window", type=int, default=21)
-    p_amf.add_argument("--device", default="cpu")
-    p_amf.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--sizes", default="paper,source", help="comma list of: " + ", ".join(SIZES))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--span", type=int, default=5)
+    parser.add_argument("--window", type=int, default=21)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
 
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]

@@ -1,4 +1,4 @@
-"""In-process ComfyUI host for FastVMT tests.
+"""In-process ComfyUI host for FastVMT tests and benchmarks (both import this module).
 
 Runs API-format prompt graphs through ComfyUI's *real* validator
 (``execution.validate_prompt`` / ``execution.validate_inputs``) and executor
@@ -9,7 +9,7 @@ exact key names / shapes of the real ones, so ComfyUI's own loaders
 
 Typical use (the fixtures in ``tests/conftest.py`` do the bootstrap)::
 
-    from tests.comfy_host import run_graph
+    from comfy_host import run_graph
     res = run_graph(graph)            # validates, executes, returns GraphResult
     res.raise_for_error()
     (latent,) = res.output("5")       # python output values of node "5"
@@ -84,19 +84,17 @@ __all__ = [
     "cache_dir",
 ]
 
-TESTS_DIR = Path(__file__).resolve().parent
-REPO_ROOT = TESTS_DIR.parent
-TEST_NODES_DIR = TESTS_DIR / "test_nodes"
+REPO_ROOT = Path(__file__).resolve().parent
+TEST_NODES_DIR = REPO_ROOT / "comfy_host_nodes"  # the stand-in nodes (test-only conditioning, latents)
 CLIENT_ID = "fastvmt-tests"
 
 # Bump when the way tiny weights are generated changes (invalidates caches).
 WEIGHTS_VERSION = "1"
 
 # The module may end up imported twice under different names (e.g. as
-# ``tests.comfy_host`` and ``<repo>.tests.comfy_host`` when pytest treats the
-# repo root as a package).  Keep one process-wide state and make the canonical
-# name resolve to the first copy so ``from tests.comfy_host import ...`` works
-# even when ComfyUI's own ``tests`` package is earlier on sys.path.
+# ``comfy_host`` and ``<repo>.comfy_host`` when pytest treats the repo root as a
+# package).  Keep one process-wide state and make the canonical name resolve to
+# the first copy.
 _STATE_KEY = "_fastvmt_comfy_host_state"
 _STATE = sys.modules.get(_STATE_KEY)
 if _STATE is None:
@@ -104,8 +102,8 @@ if _STATE is None:
     _STATE.host = None
     _STATE.lock = threading.RLock()
     sys.modules[_STATE_KEY] = _STATE
-if __name__ != "tests.comfy_host":
-    sys.modules.setdefault("tests.comfy_host", sys.modules[__name__])
+if __name__ != "comfy_host":
+    sys.modules.setdefault("comfy_host", sys.modules[__name__])
 
 log = logging.getLogger("fastvmt.comfy_host")
 
@@ -269,7 +267,7 @@ def _env_flag(name: str, default: bool) -> bool:
     return v.strip().lower() not in ("0", "false", "no", "off")
 
 
-def _prepare_comfy_imports(comfyui_path: Optional[Path] = None, base_dir: Optional[Path] = None,
+def prepare_comfy_imports(comfyui_path: Optional[Path] = None, base_dir: Optional[Path] = None,
                            cpu: Optional[bool] = None) -> Path:
     """Put ComfyUI first on sys.path and configure ``comfy.cli_args.args``
     (CPU mode, base directory) before anything reads them.  Idempotent."""
@@ -920,7 +918,7 @@ def bootstrap(base_dir: Optional[os.PathLike] = None, *, comfyui_path: Optional[
     * ``folder_paths`` is pointed at ``base_dir`` (models/..., input, output,
       temp, user); default: a temporary directory removed at exit.
     * built-in nodes are initialised with ``nodes.init_extra_nodes`` (no API
-      nodes, no custom_nodes scan), then ``tests/test_nodes`` and the FastVMT
+      nodes, no custom_nodes scan), then ``comfy_host_nodes`` and the FastVMT
       pack (repo root, when it has an ``__init__.py``) are loaded with
       ``nodes.load_custom_node`` exactly like ComfyUI loads custom nodes.  A
       pack import failure is recorded, see ``ComfyHost.require_pack``.
@@ -944,7 +942,7 @@ def bootstrap(base_dir: Optional[os.PathLike] = None, *, comfyui_path: Optional[
                     "models/checkpoints", "models/clip_vision", "input", "output", "temp", "user", "custom_nodes"):
             (base / sub).mkdir(parents=True, exist_ok=True)
 
-        path = _prepare_comfy_imports(comfyui_path, base, cpu)
+        path = prepare_comfy_imports(comfyui_path, base, cpu)
         _configure_torch_threads()
 
         import folder_paths
@@ -1112,7 +1110,7 @@ def _init_tensor(name: str, shape, seed: int):
 
 def _wan_meta_state_dict(dim, num_layers, in_dim, out_dim, ffn_dim):
     import torch
-    _prepare_comfy_imports()
+    prepare_comfy_imports()
     import comfy.ops
     from comfy.ldm.wan.model import WanModel
     if dim % 128 != 0:
@@ -1157,7 +1155,7 @@ def make_tiny_wan(path, *, dim=256, num_layers=16, in_dim=16, out_dim=16, ffn_di
 
 def _ltxv_meta_shapes(num_layers, head_dim):
     import torch
-    _prepare_comfy_imports()
+    prepare_comfy_imports()
     import comfy.ops
     from comfy.ldm.lightricks.model import LTXVModel
     # model_detection reads num_layers (block count), attention_head_dim
@@ -1197,7 +1195,7 @@ WAN21_VAE_CONFIG = dict(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=
 
 def _wan_vae_meta_shapes():
     import torch
-    _prepare_comfy_imports()
+    prepare_comfy_imports()
     from comfy.ldm.wan.vae import WanVAE
     with torch.device("meta"):
         m = WanVAE(**WAN21_VAE_CONFIG)
