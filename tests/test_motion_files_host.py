@@ -170,9 +170,18 @@ TENSOR_CASES = {  # case -> (tensors change, field named in the error)
 }
 
 
-def _check_named_error(msg, name, field, comfy):
+def _assert_named_error(run_graph, comfy, name, field):
+    """Load Motion refuses the file with one MotionFileError naming it and the field."""
+    r = run_graph(load_graph(name))
+    assert not r.success and r.exception_type.endswith(".MotionFileError")
+    msg = r.exception_message
     assert msg.startswith(f"motion file '{name}': ") and field in msg, msg
     assert str(comfy.base_dir) not in msg  # never the server's absolute path
+
+
+def _write_fuzz_file(comfy, name, tensors, meta):
+    (comfy.input_dir / "fuzz").mkdir(exist_ok=True)
+    save_file(tensors, str(comfy.input_dir / name), metadata=meta)
 
 
 @pytest.mark.parametrize("case", sorted(META_CASES))
@@ -180,11 +189,8 @@ def test_damaged_metadata_gets_a_named_error(run_graph, comfy, valid_file, case)
     change, field = META_CASES[case]
     meta, tensors = valid_file
     name = f"fuzz/meta_{case.replace(' ', '_')}.safetensors"
-    (comfy.input_dir / "fuzz").mkdir(exist_ok=True)
-    save_file(tensors, str(comfy.input_dir / name), metadata=change(dict(meta)))
-    r = run_graph(load_graph(name))
-    assert not r.success and r.exception_type.endswith(".MotionFileError")
-    _check_named_error(r.exception_message, name, field, comfy)
+    _write_fuzz_file(comfy, name, tensors, change(dict(meta)))
+    _assert_named_error(run_graph, comfy, name, field)
 
 
 @pytest.mark.parametrize("case", sorted(TENSOR_CASES))
@@ -192,11 +198,8 @@ def test_damaged_tensors_get_a_named_error(run_graph, comfy, valid_file, case):
     change, field = TENSOR_CASES[case]
     meta, tensors = valid_file
     name = f"fuzz/tensor_{case.replace(' ', '_')}.safetensors"
-    (comfy.input_dir / "fuzz").mkdir(exist_ok=True)
-    save_file(change(dict(tensors)), str(comfy.input_dir / name), metadata=dict(meta))
-    r = run_graph(load_graph(name))
-    assert not r.success and r.exception_type.endswith(".MotionFileError")
-    _check_named_error(r.exception_message, name, field, comfy)
+    _write_fuzz_file(comfy, name, change(dict(tensors)), dict(meta))
+    _assert_named_error(run_graph, comfy, name, field)
 
 
 @pytest.mark.parametrize("case", ["truncated", "png", "json", "empty"])
@@ -209,9 +212,7 @@ def test_unreadable_files_get_a_named_error(run_graph, comfy, valid_file, case, 
     name = f"fuzz/unreadable_{case}.safetensors"
     (comfy.input_dir / "fuzz").mkdir(exist_ok=True)
     (comfy.input_dir / name).write_bytes(data)
-    r = run_graph(load_graph(name))
-    assert not r.success and r.exception_type.endswith(".MotionFileError")
-    _check_named_error(r.exception_message, name, "not a readable .safetensors file", comfy)
+    _assert_named_error(run_graph, comfy, name, "not a readable .safetensors file")
 
 
 def test_the_valid_base_file_loads(run_graph, comfy, valid_file):
