@@ -903,6 +903,12 @@ class ComfyHost:
         return self.add_model_file("vae", src, f"fastvmt_tiny_wan21_vae_s{seed}.safetensors")
 
 
+def pack_module(name: str):
+    """A module of the FastVMT pack as ComfyUI loaded it (``name`` like "nodes.wan_guidance"):
+    custom nodes are imported under their folder's path, not under a package name."""
+    return sys.modules[str(REPO_ROOT).replace(".", "_x_") + "." + name]
+
+
 def get_host() -> Optional[ComfyHost]:
     """The bootstrapped host, or None."""
     return _STATE.host

@@ -131,6 +131,13 @@ def format_amf_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def write_json(path, results) -> None:
+    """Write a benchmark's results as JSON (numpy / torch scalars as floats)."""
+    from pathlib import Path
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(results, indent=2, default=float))
+
+
 def machine_line(device: str) -> str:
     import os
     cpu = platform.processor() or platform.machine()

@@ -51,7 +51,7 @@ import torch  # noqa: E402
 
 from bench import shapes  # noqa: E402
 from bench.sampling import settings_inputs  # noqa: E402
-from bench.amf import machine_line  # noqa: E402
+from bench.amf import machine_line, write_json  # noqa: E402
 from bench.motion_estimate import block_motion, displacement_agreement  # noqa: E402
 from fastvmt_core.fidelity import motion_fidelity_report  # noqa: E402
 
@@ -449,8 +449,7 @@ def main(argv=None) -> int:
             res["level2_t2v"] = run_level2(host, seeds, args.quick, block=args.block, denoise=1.0, sweep=False)
     print(format_tables(res))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(res, indent=2, default=float))
+        write_json(args.json, res)
     return 0
 
 

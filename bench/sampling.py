@@ -34,7 +34,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from fastvmt_core import FastVMTSettings  # noqa: E402
-from bench.amf import PeakMemory, machine_line  # noqa: E402
+from bench.amf import PeakMemory, machine_line, write_json  # noqa: E402
 
 CONFIGS = [  # name, Step-Skip Settings overrides (None: stock KSampler), what it is
     ("plain", None, "stock KSampler, no guidance"),
@@ -200,8 +200,7 @@ def main(argv=None) -> int:
     res = run(args.quick, args.repeats, args.smoke, tables=args.tables)
     print(format_tables(res))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(res, indent=2))
+        write_json(args.json, res)
     return 0
 
 

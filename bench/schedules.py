@@ -18,7 +18,6 @@ the shapes model of bench/models with shape clips. It is what the default
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -30,18 +29,15 @@ if str(REPO) not in sys.path:
 
 import torch  # noqa: E402
 
+import comfy_host  # noqa: E402
+
 from bench import quality, shapes  # noqa: E402
 from bench.sampling import settings_inputs  # noqa: E402
 from fastvmt_core import FastVMTSettings  # noqa: E402
-from bench.amf import machine_line  # noqa: E402
+from bench.amf import machine_line, write_json  # noqa: E402
 
 TABLES = ("samplers", "reference")
 SIGMAS = (0.3, 0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 1.0)
-
-
-def _pack_module(name: str):
-    """A module of the pack as ComfyUI loaded it (custom nodes live under their path's name)."""
-    return sys.modules[str(REPO).replace(".", "_x_") + "." + name]
 
 
 # --------------------------------------------------------------------------- samplers
@@ -71,7 +67,7 @@ def sampler_graph(model: str, sampler: str, steps: int, guided: bool) -> dict:
 
 
 def sampler_family(name: str) -> str:
-    wg = _pack_module("nodes.wan_guidance")
+    wg = comfy_host.pack_module("nodes.wan_guidance")
     import comfy.samplers
     fn = comfy.samplers.sampler_object(name).sampler_function
     if wg.single_step_function(fn) is not fn:
@@ -121,7 +117,7 @@ def _conds(base_model, context: torch.Tensor, latent: torch.Tensor):
 def flow_agreement(patcher, latent: torch.Tensor, context: torch.Tensor, settings: FastVMTSettings,
                    sigmas=SIGMAS, noise_seeds=(0, 1)) -> dict:
     """Cosine between the flow of the re-noised reference and the flow of the clean one."""
-    wg = _pack_module("nodes.wan_guidance")
+    wg = comfy_host.pack_module("nodes.wan_guidance")
     base = patcher.model
     ms = base.model_sampling
     x0 = base.process_latent_in(latent.float())
@@ -199,7 +195,6 @@ def main(argv=None) -> int:
     p.add_argument("--smoke", action="store_true", help="two samplers, one case (the test suite runs this)")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
-    import comfy_host
     host = comfy_host.bootstrap(tempfile.mkdtemp(prefix="fastvmt-bench-"))
     host.require_pack()
     res = {"machine": machine_line("cpu")}
@@ -209,8 +204,7 @@ def main(argv=None) -> int:
         res["reference"] = run_reference(host, args.smoke)
     print(format_tables(res))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(res, indent=2))
+        write_json(args.json, res)
     return 0
 
 

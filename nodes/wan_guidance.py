@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import inspect
 import logging
@@ -42,10 +43,11 @@ import comfy.patcher_extension
 import comfy.sampler_helpers
 import comfy.samplers
 from comfy.k_diffusion import sampling as k_sampling
+from comfy_api.torch_helpers.torch_compile import COMPILE_KEY
 from comfy.ldm.flux.math import apply_rope1
 
-from ..fastvmt_core import (EXTRACTION_FIELDS, FastVMTSettings, global_amf, guided_end_percent, guided_prefix, optimize_latent,
-                            reference_sigma, sliding_window_amf, total_loss)
+from ..fastvmt_core import (EXTRACTION_FIELDS, FastVMTSettings, global_amf, guided_end_percent, guided_prefix,
+                            optimize_latent, reference_sigma, sliding_window_amf, total_loss)
 from .motion import MotionReference
 
 log = logging.getLogger("FastVMT")
@@ -152,15 +154,11 @@ class _CallWith(torch.nn.Module):
         return self.fn(self.module, *args, **kwargs)
 
 
-_FP8 = tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")
-             if hasattr(torch, n))
-
-
 def _clone_param(p, compute_dtype):
     # fp8 weights are cloned in the compute dtype: ComfyUI's fast fp8 Linear (torch._scaled_mm,
     # taken only for fp8 weights) has no backward, its cast + F.linear path has. Values are
     # unchanged (the cast path casts to the same dtype) and scaled-fp8 scales still apply.
-    if p.dtype in _FP8 and compute_dtype is not None:
+    if p.dtype in comfy.model_management.FLOAT8_TYPES and compute_dtype is not None:
         return p.detach().to(compute_dtype)
     return p.detach().clone()
 
@@ -259,21 +257,24 @@ _SAMPLING_STEP_WRAPPERS = (comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL,
                            comfy.patcher_extension.WrappersMP.CALC_COND_BATCH)
 
 
-# TorchCompileModel swaps in the compiled DiT through this APPLY_MODEL wrapper. Guidance
-# passes run the eager model: their per-pass patches and grad mode would make the compiled
-# graph recompile on every pass (and hit dynamo's recompile limit).
-_TORCH_COMPILE_KEY = "torch.compile"  # comfy_api.torch_helpers.torch_compile.COMPILE_KEY
+def _guidance_pass_options(model_options: dict, gradient: bool) -> dict:
+    """A per-pass copy of the model options for a guidance pass:
 
-
-def _guidance_pass_options(model_options: dict) -> dict:
-    """A per-pass copy of the model options, without the sampling-step wrappers."""
+    * without the sampling-step wrappers (above);
+    * without TorchCompileModel's APPLY_MODEL wrapper, so the pass runs the eager DiT:
+      per-pass patches and grad mode would recompile the graph on every pass (dynamo's
+      recompile limit was hit within one guided step);
+    * in a gradient pass, with an attention that has a backward.
+    """
     opts = comfy.model_patcher.create_model_options_clone(model_options)
     to = opts.setdefault("transformer_options", {})
     wrappers = {kind: fns for kind, fns in to.get("wrappers", {}).items() if kind not in _SAMPLING_STEP_WRAPPERS}
     apply_model = comfy.patcher_extension.WrappersMP.APPLY_MODEL
-    if _TORCH_COMPILE_KEY in wrappers.get(apply_model, {}):
-        wrappers[apply_model] = {k: v for k, v in wrappers[apply_model].items() if k != _TORCH_COMPILE_KEY}
+    if COMPILE_KEY in wrappers.get(apply_model, {}):
+        wrappers[apply_model] = {k: v for k, v in wrappers[apply_model].items() if k != COMPILE_KEY}
     to["wrappers"] = wrappers
+    if gradient:
+        _use_attention_with_backward(to)
     return opts
 
 
@@ -286,7 +287,7 @@ def capture_qk(base_model, conds, x, sigma, model_options, block_index: int, cou
     whole DiT and head.
     """
     dm = base_model.diffusion_model
-    opts = _guidance_pass_options(model_options)
+    opts = _guidance_pass_options(model_options, gradient=_wants_grad(x))
     captured, state = {}, {}
     stop_at = block_index if exit_block is None else exit_block
     last = len(dm.blocks) - 1 if stop_at < 0 else stop_at
@@ -303,8 +304,6 @@ def capture_qk(base_model, conds, x, sigma, model_options, block_index: int, cou
     comfy.patcher_extension.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY,
                                                  functools.partial(_diffusion_model_wrapper, state=state),
                                                  opts["transformer_options"])
-    if _wants_grad(x):
-        _use_attention_with_backward(opts["transformer_options"])
     counter.passes += 1
     sigma_batch = sigma.reshape(1).to(x.device).expand(x.shape[0])
     try:
@@ -426,7 +425,8 @@ def guide_latent(ctx: GuidanceContext, x: torch.Tensor, sigma, step_index: int) 
                                        interval=s.effective_interval, lr_start=s.lr_start, lr_end=s.lr_end,
                                        on_step=on_step)
     ctx.step_log.append({"step": step_index, "sigma": float(sigma), "reference_sigma": ref_sigma,
-                         "losses": stats.losses, "gradient_evaluations": stats.gradient_evaluations, "stopped": stats.stop_reason,
+                         "losses": stats.losses, "gradient_evaluations": stats.gradient_evaluations,
+                         "stopped": stats.stop_reason,
                          "seconds": time.perf_counter() - start})
     if stats.stopped_early:
         log.warning("FastVMT: guided step %d stopped early (%s); kept the last finite latent",
@@ -510,11 +510,9 @@ def guided_sampling(model, x, sigmas, extra_args=None, callback=None, disable=No
         x = step(model, x, sigmas[k:k + 2], extra_args=extra_args, callback=shifted(k), disable=True,
                  **step_options)
     rest = sigmas[n_guided:]
-    if len(rest) > 2 or (len(rest) == 2 and step is inner):
-        x = inner(model, x, rest, extra_args=extra_args, callback=shifted(n_guided), disable=disable, **options)
-    elif len(rest) == 2:
-        x = step(model, x, rest, extra_args=extra_args, callback=shifted(n_guided), disable=disable,
-                 **step_options)
+    if len(rest) > 1:  # one step left: the guided-step function, which can take it alone
+        fn, fn_options = (inner, options) if len(rest) > 2 else (step, step_options)
+        x = fn(model, x, rest, extra_args=extra_args, callback=shifted(n_guided), disable=disable, **fn_options)
     return x
 
 
@@ -638,7 +636,7 @@ def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, nois
         text = f"FastVMT {settings.mode}: {plan.describe()}"
         log.info("%s", text)
         if report is not None:
-            report.update({"text": text, "steps": [], "n_guided": 0, "range": plan.__dict__})
+            report.update({"text": text, "steps": [], "n_guided": 0, "range": dataclasses.asdict(plan)})
         return executor(guider, sigmas, extra_args, callback, noise, latent_image, denoise_mask, disable_pbar)
     if not isinstance(sampler, comfy.samplers.KSAMPLER):
         raise ValueError(f"FastVMT guidance works with ComfyUI's k-diffusion samplers (KSAMPLER); this sampler is a "
@@ -701,7 +699,7 @@ def _summary(ctx: GuidanceContext, plan: GuidedRange, seconds) -> dict:
                      + (f" (stopped: {e['stopped']})" if e["stopped"] else ""))
     return {"text": "\n".join(lines), "steps": list(ctx.step_log), "block_evaluations": ctx.counter.blocks,
             "dit_passes": ctx.counter.passes, "guidance_seconds": guidance_s, "sampling_seconds": seconds,
-            "first_losses": first, "last_losses": last, "n_guided": n_guided, "range": plan.__dict__}
+            "first_losses": first, "last_losses": last, "n_guided": n_guided, "range": dataclasses.asdict(plan)}
 
 
 def apply_fastvmt(model_patcher, motion: MotionReference, settings: FastVMTSettings | None, *,

@@ -13,15 +13,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from comfy_host import GraphValidationError
+from comfy_host import GraphValidationError, pack_module
 from tests.test_nodes_host import base_graph
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def pack_module(name):
-    """A module of the pack as ComfyUI loaded it (custom nodes live under their path's name)."""
-    return sys.modules[str(REPO).replace(".", "_x_") + "." + name]
 
 
 def load_graph(name):
