@@ -159,6 +159,28 @@ def find_comfyui() -> Optional[Path]:
     return None
 
 
+GGUF_PACK_NAME = "ComfyUI-GGUF"
+
+
+def find_gguf_pack(comfyui_path: Optional[Path] = None) -> Optional[Path]:
+    """city96's ComfyUI-GGUF node pack, for the GGUF tests, or None.
+
+    Order: ``$COMFYUI_GGUF_PATH``; ``<ComfyUI>/custom_nodes/ComfyUI-GGUF`` (where a user
+    installs it). A candidate counts only if it has ``nodes.py`` and ``loader.py``.
+    """
+    candidates = []
+    env = os.environ.get("COMFYUI_GGUF_PATH")
+    if env:
+        candidates.append(Path(env).expanduser())
+    comfy = comfyui_path or find_comfyui()
+    if comfy is not None:
+        candidates.append(Path(comfy) / "custom_nodes" / GGUF_PACK_NAME)
+    for c in candidates:
+        if (c / "nodes.py").is_file() and (c / "loader.py").is_file():
+            return c.resolve()
+    return None
+
+
 def comfyui_version(path: Optional[Path] = None) -> Optional[str]:
     """ComfyUI version read from ``comfyui_version.py`` (without importing it)."""
     path = path or find_comfyui()
@@ -596,6 +618,7 @@ class ComfyHost:
         self.pack_loaded = False
         self.pack_node_names: list[str] = []
         self.pack_error: Optional[str] = None
+        self.gguf_node_names: Optional[list[str]] = None
         self.timings: dict[str, float] = {}
         self.server = None
         self.executor = None
@@ -692,6 +715,21 @@ class ComfyHost:
         self.pack_loaded = ok
         self.pack_node_names = added
         self.pack_error = None if ok else (msg or "load_custom_node returned False")
+
+    def load_gguf_pack(self) -> list[str]:
+        """Load ComfyUI-GGUF (see ``find_gguf_pack``) like ComfyUI loads custom nodes, once;
+        returns its node names. Raises PackLoadError when it is missing or fails."""
+        if self.gguf_node_names is None:
+            path = find_gguf_pack(self.comfyui_path)
+            if path is None:
+                raise PackLoadError(f"{GGUF_PACK_NAME} not found: set COMFYUI_GGUF_PATH or place "
+                                    f"github.com/city96/{GGUF_PACK_NAME} at "
+                                    f"{self.comfyui_path / 'custom_nodes' / GGUF_PACK_NAME}")
+            ok, added, msg = self._load_custom_node(path, GGUF_PACK_NAME)
+            if not ok or "UnetLoaderGGUF" not in added:
+                raise PackLoadError(f"{GGUF_PACK_NAME} at {path} failed to load:\n{msg}")
+            self.gguf_node_names = added
+        return list(self.gguf_node_names)
 
     # --- validation / execution -------------------------------------------
     def _targets(self, graph: dict, outputs: Optional[Iterable]) -> tuple[list, bool]:

@@ -158,6 +158,8 @@ def _clone_param(p, compute_dtype):
     # fp8 weights are cloned in the compute dtype: ComfyUI's fast fp8 Linear (torch._scaled_mm,
     # taken only for fp8 weights) has no backward, its cast + F.linear path has. Values are
     # unchanged (the cast path casts to the same dtype) and scaled-fp8 scales still apply.
+    # ComfyUI-GGUF's GGMLTensor.clone() returns itself; harmless, as its layers dequantise
+    # into a fresh tensor on every call (tests/test_gguf_host.py).
     if p.dtype in comfy.model_management.FLOAT8_TYPES and compute_dtype is not None:
         return p.detach().to(compute_dtype)
     return p.detach().clone()
