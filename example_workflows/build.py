@@ -98,7 +98,8 @@ SPECS = {
     "FastVMTStepSkipSettings": Spec(
         "Step-Skip Settings",
         "mode:COMBO interval:INT inner_steps:INT lr_start:FLOAT lr_end:FLOAT guided_fraction:FLOAT lambda_amf:FLOAT "
-        "lambda_window:FLOAT reference_noise:COMBO reference_seed:INT reference_sigma_cap:FLOAT? exit_block:INT?",
+        "lambda_window:FLOAT reference_noise:COMBO reference_seed:INT reference_sigma_cap:FLOAT? exit_block:INT? "
+        "keep_activations:COMBO?",
         "FASTVMT_SETTINGS:FASTVMT_SETTINGS", core=False),
     "FastVMTGuidanceSampler": Spec(
         "FastVMT Guidance Sampler",

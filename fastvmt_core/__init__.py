@@ -9,7 +9,9 @@ from .amf import MotionFlow, global_amf, sliding_window_amf, frame_pairs
 from .losses import amf_loss, window_loss, total_loss, offset_weights
 from .optimize import optimize_latent, OptimizeStats
 from .schedule import guided_end_percent, guided_prefix, reference_sigma, uniform_percents
-from .settings import FastVMTSettings, MODES, REFERENCE_NOISE_MODES, STEP_SKIP_FIELDS, EXTRACTION_FIELDS
+from .settings import (FastVMTSettings, MODES, REFERENCE_NOISE_MODES, KEEP_ACTIVATIONS_MODES, STEP_SKIP_FIELDS,
+                       EXTRACTION_FIELDS)
+from .memory import PassGeometry, PassMemory, gradient_pass_memory, published_geometry, WAN_MODELS
 from .fidelity import motion_fidelity, motion_fidelity_report, FidelityReport
 
 __all__ = [
@@ -17,6 +19,7 @@ __all__ = [
     "amf_loss", "window_loss", "total_loss", "offset_weights",
     "optimize_latent", "OptimizeStats",
     "guided_end_percent", "guided_prefix", "reference_sigma", "uniform_percents",
-    "FastVMTSettings", "MODES", "REFERENCE_NOISE_MODES", "STEP_SKIP_FIELDS", "EXTRACTION_FIELDS",
+    "FastVMTSettings", "MODES", "REFERENCE_NOISE_MODES", "KEEP_ACTIVATIONS_MODES", "STEP_SKIP_FIELDS",
+    "EXTRACTION_FIELDS", "PassGeometry", "PassMemory", "gradient_pass_memory", "published_geometry", "WAN_MODELS",
     "motion_fidelity", "motion_fidelity_report", "FidelityReport",
 ]

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 MODES = ("effi_AMF", "AMF", "No_transfer")
 REFERENCE_NOISE_MODES = ("renoise", "clean")
+KEEP_ACTIVATIONS_MODES = ("auto", "always", "never")
 
 # The Step-Skip Settings node's inputs, in widget order (the optional ones last). Node
 # inputs carry the field names, so every default below is the node's, the example
 # workflows' and the benchmarks' default.
 STEP_SKIP_FIELDS = ("mode", "interval", "inner_steps", "lr_start", "lr_end", "guided_fraction", "lambda_amf",
-                    "lambda_window", "reference_noise", "reference_seed", "reference_sigma_cap", "exit_block")
+                    "lambda_window", "reference_noise", "reference_seed", "reference_sigma_cap", "exit_block", "keep_activations")
 # Extract Motion's settings (stored in motion files); Step-Skip Settings holds the rest.
 EXTRACTION_FIELDS = ("motion_block", "temporal_span", "window", "tile", "tau")
 
@@ -42,11 +43,14 @@ class FastVMTSettings:
     reference_sigma_cap: float = 0.8  # the reference is re-noised to at most this sigma (few-step schedules)
     exit_block: int = -1              # -1: stop inside the motion block (early exit); N: run blocks up to N
                                       # (the released code truncates after 20); N past the last block: whole DiT
+    keep_activations: str = "auto"    # gradient passes keep every block's activations instead of recomputing
+                                      # them (faster, more memory); auto: when the estimate fits (memory.py)
 
     def __post_init__(self):
         object.__setattr__(self, "tile", tuple(int(t) for t in self.tile))
         _choice("mode", self.mode, MODES)
         _choice("reference_noise", self.reference_noise, REFERENCE_NOISE_MODES)
+        _choice("keep_activations", self.keep_activations, KEEP_ACTIVATIONS_MODES)
         _int_range("motion_block", self.motion_block, 0, 10_000)
         _int_range("temporal_span", self.temporal_span, 1, 64)
         _int_range("window", self.window, 1, 512)

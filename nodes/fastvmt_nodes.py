@@ -15,7 +15,7 @@ import comfy.utils
 import folder_paths
 import nodes as comfy_nodes
 
-from ..fastvmt_core import MODES, REFERENCE_NOISE_MODES, FastVMTSettings
+from ..fastvmt_core import KEEP_ACTIVATIONS_MODES, MODES, REFERENCE_NOISE_MODES, FastVMTSettings
 from .fidelity_node import MotionFidelity
 from .motion import MotionReference, read_motion_file, write_motion_file
 from .wan_guidance import apply_fastvmt, check_block_index, check_motion_matches, wan_geometry
@@ -201,6 +201,13 @@ class StepSkipSettings(io.ComfyNode):
                              tooltip="Advanced, for benchmarks. -1 (default): guidance passes stop inside the "
                                      "motion block once its queries/keys exist (fastest). N: run blocks up to N "
                                      "(the released code stops after 20). 999: the whole DiT and head."),
+                io.Combo.Input("keep_activations", options=list(KEEP_ACTIVATIONS_MODES), default=d.keep_activations,
+                               optional=True,
+                               tooltip="Gradient passes either keep every block's activations (faster: no "
+                                       "recompute) or keep only block inputs and recompute one block at a time "
+                                       "(much less memory). auto (default): keep them when the estimated need "
+                                       "fits the device's free memory. never: always recompute. always: keep "
+                                       "them even if that offloads model weights."),
             ],
             outputs=[Settings.Output("settings")],
         )

@@ -29,6 +29,7 @@ import dataclasses
 import functools
 import inspect
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -46,8 +47,9 @@ from comfy.k_diffusion import sampling as k_sampling
 from comfy_api.torch_helpers.torch_compile import COMPILE_KEY
 from comfy.ldm.flux.math import apply_rope1
 
-from ..fastvmt_core import (EXTRACTION_FIELDS, FastVMTSettings, global_amf, guided_end_percent, guided_prefix,
-                            optimize_latent, reference_sigma, sliding_window_amf, total_loss)
+from ..fastvmt_core import (EXTRACTION_FIELDS, FastVMTSettings, PassGeometry, global_amf, gradient_pass_memory,
+                            guided_end_percent, guided_prefix, optimize_latent, reference_sigma, sliding_window_amf,
+                            total_loss)
 from .motion import MotionReference
 
 log = logging.getLogger("FastVMT")
@@ -221,20 +223,24 @@ def _run_block(block, args, state, img):
                  context_img_len=state.get("context_img_len"), transformer_options=args.get("transformer_options", {}))
 
 
-def _checkpointed_block(block, args, state):
-    """A block in a gradient pass: per-block checkpoint, parameters cloned inside."""
+def _gradient_block(block, args, state, keep_activations: bool):
+    """A block in a gradient pass, parameters cloned inside. Under a per-block checkpoint
+    (only its input is kept; recomputed in backward) unless activations are kept, in which
+    case autograd keeps its saved tensors and its cloned weights until backward."""
     def run(img):
         return _call_with_params(block, lambda b, i: _run_block(b, args, state, i), img, clone=("",),
                                  compute_dtype=img.dtype)
+    if keep_activations:
+        return run(args["img"])
     return checkpoint(run, args["img"], use_reentrant=False)
 
 
-def _pass_through_patch(block, counter: PassCounter, state: dict):
+def _pass_through_patch(block, counter: PassCounter, state: dict, keep_activations: bool):
     def patch(args, extra):
         counter.blocks += 1
         if not _wants_grad(args["img"]):
             return extra["original_block"](args)
-        return {"img": _checkpointed_block(block, args, state)}
+        return {"img": _gradient_block(block, args, state, keep_activations)}
     return patch
 
 
@@ -281,12 +287,12 @@ def _guidance_pass_options(model_options: dict, gradient: bool) -> dict:
 
 
 def capture_qk(base_model, conds, x, sigma, model_options, block_index: int, counter: PassCounter,
-               exit_block: int | None = None):
+               exit_block: int | None = None, keep_activations: bool = False):
     """Run the model as the sampler does, stopping at ``block_index``; returns q, k [B, F, H, W, D].
 
     ``exit_block`` (benchmarks only) keeps evaluating blocks up to that index before
     stopping, to measure the cost of the released code's truncation; ``-1`` runs the
-    whole DiT and head.
+    whole DiT and head. ``keep_activations``: gradient passes skip the per-block recompute.
     """
     dm = base_model.diffusion_model
     opts = _guidance_pass_options(model_options, gradient=_wants_grad(x))
@@ -301,7 +307,7 @@ def capture_qk(base_model, conds, x, sigma, model_options, block_index: int, cou
         elif i > block_index and i == last and stop_at >= 0:
             patch = _stop_patch(counter, captured)
         else:
-            patch = _pass_through_patch(dm.blocks[i], counter, state)
+            patch = _pass_through_patch(dm.blocks[i], counter, state, keep_activations)
         opts = comfy.model_patcher.set_model_options_patch_replace(opts, patch, "dit", "double_block", i)
     comfy.patcher_extension.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY,
                                                  functools.partial(_diffusion_model_wrapper, state=state),
@@ -333,7 +339,7 @@ def _record_and_continue(block, counter, captured, state):
             return extra["original_block"](args)
         captured["qk"] = _call_with_params(block, _block_qk, x, args["vec"], args["pe"], clone=_QK_PARAMS,
                                            compute_dtype=x.dtype)
-        return {"img": _checkpointed_block(block, args, state)}
+        return {"img": _gradient_block(block, args, state, keep_activations=False)}
     return patch
 
 
@@ -361,6 +367,7 @@ class GuidanceContext:
     counter: PassCounter = field(default_factory=PassCounter)
     progress: object = None           # callable(outer_step, inner_step, x) -> None
     exit_block: int | None = None     # capture_qk's form of settings.exit_block
+    keep_activations: bool = False    # gradient passes skip the per-block recompute (plan_memory)
     ref_flows: dict = field(default_factory=dict)  # reference sigma -> MotionFlow
     step_log: list = field(default_factory=list)
 
@@ -409,7 +416,7 @@ def guide_latent(ctx: GuidanceContext, x: torch.Tensor, sigma, step_index: int) 
 
         def loss_fn(xv):
             q, k = capture_qk(ctx.base_model, ctx.gen_conds, xv, sigma_t, ctx.model_options, s.motion_block,
-                              ctx.counter, ctx.exit_block)
+                              ctx.counter, ctx.exit_block, ctx.keep_activations)
             losses, parts = [], {"amf": 0.0, "window": 0.0}
             for b in range(q.shape[0]):  # batch of latents: one flow each, same reference
                 loss, p = total_loss(ref, _flow(s, q[b], k[b]), lambda_amf=s.lambda_amf,
@@ -434,6 +441,81 @@ def guide_latent(ctx: GuidanceContext, x: torch.Tensor, sigma, step_index: int) 
         log.warning("FastVMT: guided step %d stopped early (%s); kept the last finite latent",
                     step_index, stats.stop_reason)
     return x_opt.to(dtype=x.dtype)
+
+
+# ---- memory: estimate, choose keep_activations, reserve --------------------------------
+
+def pass_geometry(base_model, latent_shape, text_tokens: int = 512) -> PassGeometry:
+    """fastvmt_core.memory's view of this model and latent."""
+    dm = base_model.diffusion_model
+    block = dm.blocks[0]
+    compute = base_model.manual_cast_dtype or base_model.get_dtype()
+    size = comfy.model_management.dtype_size(compute)
+    f, h, w = token_grid(latent_shape, dm.patch_size)
+    # p.shape, not numel(): quantised (GGUF) tensors report their logical shape there.
+    params = sum(math.prod(p.shape) for p in block.parameters())
+    return PassGeometry(frames=f, height=h, width=w, dim=dm.dim, ffn_dim=block.ffn[0].out_features,
+                        num_heads=dm.num_heads, block_params=params, act_bytes=size, weight_bytes=size,
+                        batch=latent_shape[0], text_tokens=text_tokens)
+
+
+@dataclass
+class MemoryPlan:
+    estimate: int                # bytes of one gradient pass in the chosen mode
+    keep_activations: bool
+    free_before: int             # device memory free before the reservation
+    offloaded: int = 0           # model weight bytes ComfyUI moved off the device to make room
+    restored: int = 0            # ... and loaded back after the guided steps
+
+    def describe(self) -> str:
+        mode = "kept" if self.keep_activations else "recomputed per block"
+        text = (f"gradient pass about {self.estimate / 2**20:.0f} MiB (activations {mode}); "
+                f"{self.free_before / 2**20:.0f} MiB were free")
+        if self.offloaded:
+            text += (f"; ComfyUI offloaded {self.offloaded / 2**20:.0f} MiB of weights for it and loaded "
+                     f"{self.restored / 2**20:.0f} MiB back after the guided steps")
+        return text
+
+
+def plan_memory(model_patcher, latent_shape, settings: FastVMTSettings) -> MemoryPlan:
+    """Estimate a gradient pass, pick keep_activations, and reserve the memory through
+    ComfyUI's model management, so the pass does not run out of memory on a fully loaded
+    card: other models are freed first (``free_memory``), then part of this one is
+    offloaded (``partially_unload``); ``restore_after_guidance`` loads it back."""
+    device = model_patcher.load_device
+    geometry = pass_geometry(model_patcher.model, latent_shape)
+    kept = gradient_pass_memory(geometry, settings, keep_activations=True)
+    recomputed = gradient_pass_memory(geometry, settings, keep_activations=False)
+    free = int(comfy.model_management.get_free_memory(device))
+    reserve = comfy.model_management.extra_reserved_memory()
+    if settings.keep_activations == "always":
+        keep = True
+    elif settings.keep_activations == "never":
+        keep = False
+    else:
+        keep = kept.total + reserve <= free
+    estimate = (kept if keep else recomputed).total
+    plan = MemoryPlan(estimate, keep, free)
+    need = estimate + reserve
+    if need > free:
+        mm = comfy.model_management
+        ours = [m for m in mm.current_loaded_models if m.model is model_patcher]
+        mm.free_memory(need, device, keep_loaded=ours)  # other models first, as ComfyUI does
+        short = need - int(mm.get_free_memory(device))
+        if short > 0 and ours:
+            # Part of this model, never all of it: a full unload would also undo its weight
+            # patches (LoRA) mid-sampling. Offloaded layers run through ComfyUI's low-VRAM path.
+            plan.offloaded = model_patcher.partially_unload(model_patcher.offload_device, short)
+    return plan
+
+
+def restore_after_guidance(model_patcher, plan: MemoryPlan) -> None:
+    """Load back what the reservation offloaded, for the unguided steps (ComfyUI's loader
+    decides how much fits, as at the start of sampling)."""
+    if plan.offloaded:
+        before = model_patcher.loaded_size()
+        comfy.model_management.load_models_gpu([model_patcher])
+        plan.restored = max(0, model_patcher.loaded_size() - before)
 
 
 # ---- the sampler function and the wrapper ---------------------------------------------
@@ -484,9 +566,9 @@ def single_step_function(sampler_function):
 
 
 def guided_sampling(model, x, sigmas, extra_args=None, callback=None, disable=None, *, inner, guide,
-                    n_guided: int, **options):
+                    n_guided: int, after_guidance=None, **options):
     """k-diffusion-style sampler: for each of the first ``n_guided`` steps, guide the latent
-    and take one step; then the stock sampler over the remaining sigmas.
+    and take one step; then ``after_guidance()`` and the stock sampler over the remaining sigmas.
 
     * One noise stream for the whole call (``shared_noise_sampler``).
     * Multistep samplers restart their history after each guided step and once more
@@ -511,6 +593,8 @@ def guided_sampling(model, x, sigmas, extra_args=None, callback=None, disable=No
         x = guide(x, sigmas[k], k)
         x = step(model, x, sigmas[k:k + 2], extra_args=extra_args, callback=shifted(k), disable=True,
                  **step_options)
+    if after_guidance is not None:
+        after_guidance()
     rest = sigmas[n_guided:]
     if len(rest) > 1:  # one step left: the guided-step function, which can take it alone
         fn, fn_options = (inner, options) if len(rest) > 2 else (step, step_options)
@@ -658,15 +742,18 @@ def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, nois
     gen = torch.Generator(device="cpu").manual_seed(settings.reference_seed)
     ref_noise = torch.randn(ref_latent.shape, generator=gen, dtype=torch.float32).to(device)
 
+    memory = plan_memory(guider.model_patcher, noise.shape, settings)
+    log.info("FastVMT: %s", memory.describe())
     progress = _Progress(callback, n_steps, n_guided, settings.inner_steps)
     ctx = GuidanceContext(base_model=base_model, model_options=extra_args["model_options"],
                           gen_conds=guider.conds["positive"], ref_conds=ref_conds, ref_latent=ref_latent,
                           ref_noise=ref_noise, settings=settings, progress=progress.inner_step,
-                          exit_block=_capture_exit_block(settings, geometry))
+                          exit_block=_capture_exit_block(settings, geometry), keep_activations=memory.keep_activations)
     guided = copy.copy(sampler)
     guided.sampler_function = functools.partial(
         guided_sampling, inner=sampler.sampler_function, n_guided=n_guided,
-        guide=lambda x, sigma, k: guide_latent(ctx, x, sigma, k))
+        guide=lambda x, sigma, k: guide_latent(ctx, x, sigma, k),
+        after_guidance=lambda: restore_after_guidance(guider.model_patcher, memory))
     start = time.perf_counter()
     try:
         out = comfy.patcher_extension.WrapperExecutor.new_class_executor(
@@ -675,6 +762,8 @@ def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, nois
                   latent_image, denoise_mask, disable_pbar)
     finally:
         summary = _summary(ctx, plan, time.perf_counter() - start)
+        summary["memory"] = dataclasses.asdict(memory)
+        summary["text"] += f"\n  memory: {memory.describe()}"
         if report is not None:
             report.update(summary)
     log.info("%s", summary["text"])

@@ -72,36 +72,48 @@ def test_fast_fp8_really_takes_the_scaled_mm_path(run_graph, comfy, scaled_fp8_w
     assert calls
 
 
-def test_guided_result_with_a_lora_equals_the_merged_checkpoint(run_graph, comfy, tiny_wan, fastvmt_pack):
-    """A LoRA on every self-attention projection (the motion block's q/k included), loaded with
-    LoraLoaderModelOnly, guides exactly like the checkpoint with the LoRA merged in."""
-    base = load_file(comfy.model_dir("diffusion_models") / tiny_wan)
+LORA_STRENGTH = 0.8
+GUIDED = {"inner_steps": 4, "lr_start": 0.05, "lr_end": 0.05}
+
+
+def write_lora_and_merged(comfy, model_name):
+    """A LoRA on every self-attention projection (the motion block's q/k included) and the
+    checkpoint with it merged in at LORA_STRENGTH; returns their file names."""
+    base = load_file(comfy.model_dir("diffusion_models") / model_name)
     gen = torch.Generator().manual_seed(3)
-    lora, merged, strength, rank = {}, dict(base), 0.8, 4
+    lora, merged, rank = {}, dict(base), 4
     for key in [k for k in base if ".self_attn." in k and k.endswith(".weight") and base[k].ndim == 2]:
         w = base[key]
         up = torch.randn(w.shape[0], rank, generator=gen) * 0.1
         down = torch.randn(rank, w.shape[1], generator=gen) * 0.1
         stem = "diffusion_model." + key[:-len(".weight")]
         lora[stem + ".lora_up.weight"], lora[stem + ".lora_down.weight"] = up, down
-        merged[key] = w + strength * (up @ down)
+        merged[key] = w + LORA_STRENGTH * (up @ down)
     save_file(lora, str(comfy.model_dir("loras") / "fastvmt_test_lora.safetensors"))
     merged_name = "fastvmt_tiny_wan_lora_merged.safetensors"
     save_file(merged, str(comfy.model_dir("diffusion_models") / merged_name))
     comfy.refresh_file_lists()
+    return "fastvmt_test_lora.safetensors", merged_name
 
-    with_lora = base_graph(tiny_wan, settings={"inner_steps": 4, "lr_start": 0.05, "lr_end": 0.05})
-    with_lora["lora"] = {"class_type": "LoraLoaderModelOnly",
-                         "inputs": {"model": ["model", 0], "lora_name": "fastvmt_test_lora.safetensors",
-                                    "strength_model": strength}}
+
+def lora_graph(model_name, lora_name, settings=GUIDED):
+    g = base_graph(model_name, settings=settings)
+    g["lora"] = {"class_type": "LoraLoaderModelOnly",
+                 "inputs": {"model": ["model", 0], "lora_name": lora_name, "strength_model": LORA_STRENGTH}}
     for node in ("motion", "sample"):
-        with_lora[node]["inputs"]["model"] = ["lora", 0]
-    a = run_graph(with_lora).raise_for_error()
-    b = run_graph(base_graph(merged_name, settings={"inner_steps": 4, "lr_start": 0.05, "lr_end": 0.05}))
-    b.raise_for_error()
+        g[node]["inputs"]["model"] = ["lora", 0]
+    return g
+
+
+def test_guided_result_with_a_lora_equals_the_merged_checkpoint(run_graph, comfy, tiny_wan, fastvmt_pack):
+    """LoraLoaderModelOnly guides exactly like the checkpoint with the LoRA merged in.
+    (Under a partial low-VRAM load: test_memory_host.py.)"""
+    lora_name, merged_name = write_lora_and_merged(comfy, tiny_wan)
+    a = run_graph(lora_graph(tiny_wan, lora_name)).raise_for_error()
+    b = run_graph(base_graph(merged_name, settings=GUIDED)).raise_for_error()
     torch.testing.assert_close(report(a)["steps"][0]["losses"], report(b)["steps"][0]["losses"], rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(samples(a), samples(b), rtol=1e-4, atol=1e-5)
-    plain = run_graph(base_graph(tiny_wan, settings={"inner_steps": 4, "lr_start": 0.05, "lr_end": 0.05}))
+    plain = run_graph(base_graph(tiny_wan, settings=GUIDED))
     assert not torch.allclose(samples(plain.raise_for_error()), samples(a), rtol=1e-4, atol=1e-5)  # the LoRA matters
 
 

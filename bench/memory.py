@@ -1,0 +1,149 @@
+"""Guidance memory: the estimator (fastvmt_core/memory.py) against peaks measured in real ComfyUI.
+
+    python -m bench.memory [--quick] [--json bench_out/memory.json]
+    python -m bench.memory --published     # the README table for the published Wan models
+
+Boots ComfyUI in-process (found like the tests), writes tiny random-weight Wan models of
+several geometries, and runs one guided step with one inner step (one gradient pass, one
+reference pass, one sampler step) through the real executor, with activations kept and
+recomputed. "measured" is the growth of the resident set during that run, the model
+already loaded (the process re-starts with MALLOC_MMAP_THRESHOLD_=1048576 so freed tensors
+go back to the system); "estimated" is what the Guidance Sampler computed for the run (its
+report). CPU, float32 weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from fastvmt_core import FastVMTSettings, WAN_MODELS, gradient_pass_memory, published_geometry  # noqa: E402
+from bench.amf import PeakMemory, machine_line, write_json  # noqa: E402
+
+# dim, ffn_dim, blocks, motion_block, latent (frames, height, width): token counts 1920-5184.
+CASES = [
+    (256, 1024, 8, 6, (5, 32, 48)),
+    (256, 1024, 8, 6, (9, 32, 48)),
+    (384, 1536, 6, 4, (5, 32, 64)),
+    (128, 512, 12, 10, (9, 48, 48)),
+]
+# Tensors from 1 MiB up get their own mapping, returned to the system when freed.
+MMAP_THRESHOLD = "1048576"
+
+
+def graph(model: str, *, frames: int, lat_h: int, lat_w: int, block: int, seed: int, keep: str) -> dict:
+    settings = FastVMTSettings().step_skip_inputs(inner_steps=1, interval=1, guided_fraction=1.0,
+                                                  keep_activations=keep)
+    return {
+        "model": {"class_type": "UNETLoader", "inputs": {"unet_name": model, "weight_dtype": "default"}},
+        "pos": {"class_type": "FastVMTTestConditioning", "inputs": {"seed": 1, "tokens": 16, "text": "a red fox"}},
+        "neg": {"class_type": "FastVMTTestConditioning", "inputs": {"seed": 2, "tokens": 16, "text": "blurry"}},
+        "ref": {"class_type": "FastVMTTestLatent",
+                "inputs": {"seed": 3, "channels": 16, "frames": frames, "height": lat_h, "width": lat_w}},
+        "empty": {"class_type": "FastVMTTestLatent",
+                  "inputs": {"seed": 4, "channels": 16, "frames": frames, "height": lat_h, "width": lat_w,
+                             "scale": 0.0}},
+        "motion": {"class_type": "FastVMTExtractMotion",
+                   "inputs": {"model": ["model", 0], "latent": ["ref", 0], "width": lat_w * 8, "height": lat_h * 8,
+                              "length": (frames - 1) * 4 + 1, "motion_block": block, "temporal_span": 5,
+                              "window": 21, "tile_rows": 3, "tile_cols": 4, "tau": 1.0}},
+        "settings": {"class_type": "FastVMTStepSkipSettings", "inputs": settings},
+        "sample": {"class_type": "FastVMTGuidanceSampler",
+                   "inputs": {"model": ["model", 0], "seed": seed, "steps": 1, "cfg": 1.0, "sampler_name": "euler",
+                              "scheduler": "simple", "positive": ["pos", 0], "negative": ["neg", 0],
+                              "latent_image": ["empty", 0], "denoise": 1.0, "motion": ["motion", 0],
+                              "settings": ["settings", 0]}},
+        "out": {"class_type": "FastVMTTestInspect", "inputs": {"value": ["sample", 0]}},
+    }
+
+
+def measure(cases=CASES) -> list[dict]:
+    import torch
+    import comfy_host
+    host = comfy_host.bootstrap(tempfile.mkdtemp(prefix="fastvmt-bench-memory-"))
+    host.require_pack()
+    rows = []
+    for dim, ffn, blocks, block, (f, h, w) in cases:
+        model = host.tiny_wan(dim=dim, num_layers=blocks, ffn_dim=ffn)
+        for keep in ("always", "never"):
+            g = lambda seed: graph(model, frames=f, lat_h=h, lat_w=w, block=block, seed=seed, keep=keep)  # noqa: E731
+            host.run_graph(g(100), keep_cache=False).raise_for_error()  # loads the model, warms up
+            with PeakMemory(torch.device("cpu")) as mem:
+                res = host.run_graph(g(101), keep_cache=True).raise_for_error()
+            report = res.ui_output("sample")["fastvmt_report"][0]
+            est = report["memory"]
+            assert est["keep_activations"] == (keep == "always"), est
+            tokens = f * (h // 2) * (w // 2)
+            rows.append({"dim": dim, "ffn_dim": ffn, "motion_block": block, "latent": [f, h, w], "tokens": tokens,
+                         "keep_activations": keep == "always", "estimated_mib": est["estimate"] / 2**20,
+                         "measured_mib": mem.peak / 2**20, "ratio": mem.peak / est["estimate"]})
+            host.reset(unload_models=True)
+    return rows
+
+
+def published_rows() -> list[dict]:
+    """Estimated gradient-pass memory for the published models (bf16, default settings)."""
+    s = FastVMTSettings()
+    rows = []
+    for model in WAN_MODELS:
+        for width, height in ((832, 480), (1280, 720)):
+            g = published_geometry(model, width, height, 81)
+            recomputed = gradient_pass_memory(g, s, keep_activations=False)
+            kept = gradient_pass_memory(g, s, keep_activations=True)
+            rows.append({"model": model, "size": f"{width}x{height}x81", "tokens": g.tokens,
+                         "recomputed_gib": recomputed.gib(), "kept_gib": kept.gib()})
+    return rows
+
+
+def format_measured(rows) -> str:
+    out = ["| dim / ffn | motion block | latent (F x H x W) | tokens | activations | estimated (MiB) | "
+           "measured (MiB) | measured / estimated |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        f, h, w = r["latent"]
+        out.append(f"| {r['dim']} / {r['ffn_dim']} | {r['motion_block']} | {f} x {h} x {w} | {r['tokens']} | "
+                   f"{'kept' if r['keep_activations'] else 'recomputed'} | {r['estimated_mib']:.0f} | "
+                   f"{r['measured_mib']:.0f} | {r['ratio']:.2f} |")
+    return "\n".join(out)
+
+
+def format_published(rows) -> str:
+    out = ["| model | video | tokens | gradient pass, activations recomputed (GiB) | kept (GiB) |",
+           "|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['model']} | {r['size']} | {r['tokens']} | {r['recomputed_gib']:.1f} | "
+                   f"{r['kept_gib']:.1f} |")
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--published", action="store_true", help="print the estimates for the published models only")
+    p.add_argument("--json", help="write the results here")
+    args = p.parse_args(argv)
+    if args.published:
+        print(format_published(published_rows()))
+        return 0
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_") != MMAP_THRESHOLD:
+        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD}
+        argv = sys.argv[1:] if argv is None else list(argv)
+        os.execve(sys.executable, [sys.executable, "-m", "bench.memory", *argv], env)
+    rows = measure()
+    print(f"Machine: {machine_line('cpu')}\n")
+    print(format_measured(rows))
+    print()
+    print(format_published(published_rows()))
+    if args.json:
+        write_json(args.json, {"machine": machine_line("cpu"), "measured": rows, "published": published_rows()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

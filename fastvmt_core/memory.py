@@ -1,0 +1,140 @@
+"""Peak memory of one guidance gradient pass, from the model geometry, the token count and
+the settings: what the ComfyUI layer reserves before guidance and what picks
+``keep_activations="auto"``.
+
+A gradient pass runs the DiT blocks before the motion block, the motion block up to its
+queries/keys, the motion flow and its loss, then backward. Only the latent needs a
+gradient, not the weights, so a Linear layer saves its (cloned) weight but not its input;
+what a Wan attention block (``WanAttentionBlock.forward``) saves for backward is what its
+norms, RoPE, attention, gates and GELU need: about 12 hidden states (tokens x dim) and one
+FFN hidden state (tokens x ffn_dim), plus the block's weights. These counts were read
+with ``torch.autograd.graph.saved_tensors_hooks`` in a real gradient pass.
+
+With per-block checkpoints (``keep_activations`` off) only each block's input is kept and
+one block is recomputed at a time during backward; keeping activations holds every
+block's saved tensors and the cloned weights of every block at once, and skips that
+recompute. Backward of one block needs about its own saved size again in gradients.
+Checked against peaks measured in real ComfyUI on CPU (bench/memory.py, tests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .amf import frame_pairs
+from .settings import FastVMTSettings
+
+SAVED_PER_BLOCK_DIM = 12      # hidden states saved per block (see above)
+SAVED_PER_BLOCK_FFN = 1       # FFN hidden states saved per block
+MOTION_BLOCK_DIM = 4          # the motion block up to its RoPE'd queries/keys
+BACKWARD_TRANSIENT = 1.0      # gradients alive while one block runs backward, per saved byte
+AMF_CHUNK_ELEMENTS = 16 * 2**20  # fastvmt_core.amf._CHUNK_ELEMENTS: the window attention's chunk
+_TILE_SUPER = (2, 3)
+
+
+@dataclass(frozen=True)
+class PassGeometry:
+    """What a gradient pass computes on. ``tokens`` = latent frames x (h/2) x (w/2)."""
+    frames: int                 # latent frames (token grid F)
+    height: int                 # token grid H
+    width: int                  # token grid W
+    dim: int
+    ffn_dim: int
+    num_heads: int
+    block_params: int           # parameters of one DiT block
+    act_bytes: int = 2          # bytes per element of the hidden state (compute dtype)
+    weight_bytes: int = 2       # bytes per element of a cloned block weight
+    batch: int = 1
+    text_tokens: int = 512
+
+    @property
+    def tokens(self) -> int:
+        return self.frames * self.height * self.width
+
+
+@dataclass(frozen=True)
+class PassMemory:
+    """Bytes of one gradient pass beyond the loaded model, and its parts."""
+    total: int
+    kept_inputs: int            # block inputs (checkpoints) or all blocks' saved tensors
+    block_weights: int          # cloned weights alive at the peak
+    block_backward: int         # one block recomputed plus its gradients
+    motion_block: int
+    motion_flow: int
+    keep_activations: bool
+
+    def gib(self) -> float:
+        return self.total / 2**30
+
+
+def _motion_flow_bytes(g: PassGeometry, s: FastVMTSettings) -> int:
+    hw = g.height * g.width
+    head_dim = g.dim // g.num_heads
+    qk = 2 * g.tokens * head_dim * 4 * 2          # float32 q, k and their gradients
+    if s.mode == "AMF":                           # global flow: every pair's probabilities are saved
+        pairs = len(frame_pairs(g.frames, None))
+        biggest = max(g.frames - 1, 1)
+        return g.batch * (qk + (pairs + 2 * biggest) * hw * hw * 4)
+    ty, tx = s.tile
+    tiles_y, tiles_x = -(-g.height // ty), -(-g.width // tx)
+    pairs = max(g.frames - 1, 1)                         # frame pairs of the largest offset
+    centre = 2 * pairs * tiles_y * tiles_x * hw * 4     # no-grad logits and softmax of one offset
+    # Window attention gathers, per super-tile, the keys of its box of windows; processed
+    # in chunks of at most AMF_CHUNK_ELEMENTS (keys, logits and their gradients: 3 such).
+    groups = -(-tiles_y // _TILE_SUPER[0]) * -(-tiles_x // _TILE_SUPER[1])
+    box = min(g.height, _TILE_SUPER[0] * ty + s.window) * min(g.width, _TILE_SUPER[1] * tx + s.window)
+    window = 3 * 4 * min(AMF_CHUNK_ELEMENTS, pairs * groups * box * head_dim)
+    return g.batch * (qk + centre + window)
+
+
+def gradient_pass_memory(g: PassGeometry, s: FastVMTSettings, *, keep_activations: bool) -> PassMemory:
+    """Peak extra bytes of one gradient pass (estimate; see the module doc for the counts)."""
+    hidden = g.batch * g.tokens * g.dim * g.act_bytes
+    ffn = g.batch * g.tokens * g.ffn_dim * g.act_bytes
+    saved = SAVED_PER_BLOCK_DIM * hidden + SAVED_PER_BLOCK_FFN * ffn
+    weights = g.block_params * g.weight_bytes
+    before = s.motion_block                       # blocks run whole before the motion block
+    motion = MOTION_BLOCK_DIM * hidden + weights
+    flow = _motion_flow_bytes(g, s)
+    if keep_activations:
+        kept = before * saved
+        block_weights = before * weights
+        backward = int(BACKWARD_TRANSIENT * saved)
+    else:
+        kept = before * hidden
+        block_weights = weights
+        backward = int((1 + BACKWARD_TRANSIENT) * saved)
+    # Forward ends with everything kept plus the motion block and the flow; backward starts
+    # with the kept tensors and one block's recompute and gradients.
+    peak = kept + block_weights + max(motion + flow, backward)
+    return PassMemory(int(peak), int(kept), int(block_weights), backward, int(motion), int(flow), keep_activations)
+
+
+# Published Wan geometries (config.json of the Wan-AI releases): dim, ffn_dim, heads, blocks,
+# latent channels, VAE downsampling (time, space).
+WAN_MODELS = {
+    "Wan 2.1 1.3B": dict(dim=1536, ffn_dim=8960, num_heads=12, num_blocks=30, channels=16, vae=(4, 8)),
+    "Wan 2.2 5B": dict(dim=3072, ffn_dim=14336, num_heads=24, num_blocks=30, channels=48, vae=(4, 16)),
+    "Wan 2.1/2.2 14B": dict(dim=5120, ffn_dim=13824, num_heads=40, num_blocks=40, channels=16, vae=(4, 8)),
+}
+
+
+def wan_block_params(dim: int, ffn_dim: int, text_dim: int | None = None) -> int:
+    """Parameters of one Wan T2V attention block: 4 self- and 4 cross-attention projections
+    with biases, 4 RMSNorm weights, norm3, the FFN and the modulation."""
+    text_dim = dim if text_dim is None else text_dim
+    attn = 4 * (dim * dim + dim)
+    cross = 2 * (dim * dim + dim) + 2 * (text_dim * dim + dim)
+    return attn + cross + 4 * dim + 2 * dim + (dim * ffn_dim + ffn_dim) + (ffn_dim * dim + dim) + 6 * dim
+
+
+def published_geometry(model: str, width: int, height: int, length: int, act_bytes: int = 2,
+                       weight_bytes: int = 2) -> PassGeometry:
+    """The gradient pass geometry of a published Wan model at a video size (pixels, frames)."""
+    m = WAN_MODELS[model]
+    t, sp = m["vae"]
+    frames = (length - 1) // t + 1
+    return PassGeometry(frames=frames, height=height // sp // 2, width=width // sp // 2, dim=m["dim"],
+                        ffn_dim=m["ffn_dim"], num_heads=m["num_heads"],
+                        block_params=wan_block_params(m["dim"], m["ffn_dim"]), act_bytes=act_bytes,
+                        weight_bytes=weight_bytes)
