@@ -38,7 +38,9 @@ from bench.amf import PeakMemory, machine_line, write_json  # noqa: E402
 
 CONFIGS = [  # name, Step-Skip Settings overrides (None: stock KSampler), what it is
     ("plain", None, "stock KSampler, no guidance"),
-    ("FastVMT", {}, "sliding-window AMF, interval 3, early exit after the motion block"),
+    ("FastVMT", {}, "sliding-window AMF, interval 3, early exit after the motion block; keep_activations auto "
+                    "(kept here: the estimate fits)"),
+    ("FastVMT, recomputed", {"keep_activations": "never"}, "as FastVMT, activations recomputed per block"),
     ("no skip", {"interval": 1}, "interval 1"),
     ("no early exit", {"exit_block": 999}, "the full DiT forward and head in guidance passes"),
     ("released-code structure", {"exit_block": 20}, "guidance passes truncated after block 20, interval 3"),
@@ -111,7 +113,7 @@ def _peak_rss_mib() -> float:
 TABLES = ("configurations", "frames", "sweep")
 
 
-def run(quick: bool, repeats: int, smoke: bool = False, tables=TABLES) -> dict:
+def run(quick: bool, repeats: int, smoke: bool = False, tables=TABLES, configs=None) -> dict:
     import comfy_host
     host = comfy_host.bootstrap(tempfile.mkdtemp(prefix="fastvmt-bench-"))
     host.require_pack()
@@ -125,7 +127,8 @@ def run(quick: bool, repeats: int, smoke: bool = False, tables=TABLES) -> dict:
         "motion_block": BLOCK, "repeats": repeats}}
 
     rows = []
-    for name, overrides, what in (CONFIGS if "configurations" in tables else []):
+    chosen = [c for c in CONFIGS if configs is None or c[0] in configs or c[0] in ("plain", "FastVMT")]
+    for name, overrides, what in (chosen if "configurations" in tables else []):
         if smoke and overrides and overrides.get("exit_block") == 20:
             overrides = {**overrides, "exit_block": 15}
         m = measure(host, lambda s: graph(model, frames=frames, lat_h=lat_h, lat_w=lat_w, steps=steps, seed=s,
@@ -189,6 +192,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="fewer steps and sizes (about 5 minutes)")
     p.add_argument("--smoke", action="store_true", help="tiniest settings, every row (the test suite runs this)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per configuration (median)")
+    p.add_argument("--configs", nargs="+", choices=[c[0] for c in CONFIGS],
+                   help="configuration rows to measure (plain and FastVMT always are)")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--tables", nargs="+", choices=TABLES, default=list(TABLES), help="which tables to measure")
     args = p.parse_args(argv)
@@ -197,7 +202,7 @@ def main(argv=None) -> int:
         env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
         argv = sys.argv[1:] if argv is None else list(argv)
         os.execve(sys.executable, [sys.executable, "-m", "bench.sampling", *argv], env)
-    res = run(args.quick, args.repeats, args.smoke, tables=args.tables)
+    res = run(args.quick, args.repeats, args.smoke, tables=args.tables, configs=args.configs)
     print(format_tables(res))
     if args.json:
         write_json(args.json, res)
