@@ -26,8 +26,9 @@ sampler, ``--output-prefix`` every Save Video node.
 
 Exit codes: 0 done, 2 bad arguments or workflow, 3 server unreachable, 4 missing model,
 node type or input file, 5 prompt rejected by ComfyUI (its node_errors are printed),
-6 execution failed or was interrupted, 7 timed out. Standard library only; the progress
-display uses aiohttp (always installed with ComfyUI) and falls back to polling without it.
+6 execution failed or was interrupted, 7 timed out. HTTP goes through ``requests``, the
+progress display through ``tqdm``, the websocket through ``aiohttp`` (tqdm and aiohttp come
+with ComfyUI; without aiohttp the runner polls ``/history``).
 """
 from __future__ import annotations
 
@@ -37,15 +38,15 @@ import copy
 import json
 import mimetypes
 import os
-import shutil
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Optional
+
+import requests
+from tqdm import tqdm
 
 EXAMPLES_API_DIR = Path(__file__).resolve().parent / "example_workflows" / "api"
 
@@ -74,7 +75,7 @@ class RunnerError(Exception):
 
 
 # ---------------------------------------------------------------------------
-# HTTP (urllib)
+# HTTP (requests)
 # ---------------------------------------------------------------------------
 
 class Client:
@@ -85,64 +86,53 @@ class Client:
         self.base = server
         self.timeout = timeout
         self.client_id = uuid.uuid4().hex
+        self.session = requests.Session()
 
     @property
     def ws_url(self) -> str:
         scheme = "wss" if self.base.startswith("https") else "ws"
         return f"{scheme}://{self.base.split('://', 1)[1]}/ws?clientId={self.client_id}"
 
-    def _open(self, req):
+    def _request(self, method: str, path: str, **kwargs) -> requests.Response:
         try:
-            return urllib.request.urlopen(req, timeout=self.timeout)
-        except urllib.error.HTTPError:
-            raise
-        except (urllib.error.URLError, ConnectionError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise RunnerError(EXIT_SERVER, f"cannot reach ComfyUI at {self.base} ({reason}). Is it running? "
-                                           f"Start it with 'python main.py --listen 127.0.0.1 --port "
+            return self.session.request(method, self.base + path, timeout=self.timeout, **kwargs)
+        except requests.ConnectionError as exc:
+            raise RunnerError(EXIT_SERVER, f"cannot reach ComfyUI at {self.base} ({exc.__class__.__name__}). Is it "
+                                           f"running? Start it with 'python main.py --listen 127.0.0.1 --port "
                                            f"{urllib.parse.urlsplit(self.base).port or 8188}' or pass --server "
                                            "host:port.") from None
 
     def get_json(self, path: str):
-        with self._open(urllib.request.Request(self.base + path)) as r:
-            return json.loads(r.read().decode("utf-8"))
+        r = self._request("GET", path)
+        r.raise_for_status()
+        return r.json()
 
     def post_json(self, path: str, payload) -> tuple[int, object]:
-        data = json.dumps(payload).encode("utf-8")
-        req = urllib.request.Request(self.base + path, data=data, headers={"Content-Type": "application/json"})
-        try:
-            with self._open(req) as r:
-                return r.status, _json_or_text(r.read())
-        except urllib.error.HTTPError as e:
-            return e.code, _json_or_text(e.read())
+        r = self._request("POST", path, json=payload)
+        return r.status_code, _json_or_text(r.content)
 
     def upload(self, path: Path, subfolder: str = "") -> str:
         """Upload a local file into ComfyUI's input folder; returns the name to use in a widget."""
-        boundary = uuid.uuid4().hex
         ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        parts = []
-        for name, value in (("type", "input"), ("overwrite", "true"), ("subfolder", subfolder)):
-            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{path.name}"\r\n'
-                     f"Content-Type: {ctype}\r\n\r\n".encode())
-        body = b"".join(parts) + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
-        req = urllib.request.Request(self.base + "/upload/image", data=body,
-                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-        try:
-            with self._open(req) as r:
-                info = json.loads(r.read().decode("utf-8"))
-        except urllib.error.HTTPError as e:
-            raise RunnerError(EXIT_FAILED, f"upload of {path} failed: HTTP {e.code} {e.read()[:200]!r}") from None
+        with open(path, "rb") as fh:
+            r = self._request("POST", "/upload/image", files={"image": (path.name, fh, ctype)},
+                              data={"type": "input", "overwrite": "true", "subfolder": subfolder})
+        if r.status_code != 200:
+            raise RunnerError(EXIT_FAILED, f"upload of {path} failed: HTTP {r.status_code} {r.content[:200]!r}")
+        info = r.json()
         name = info["name"]
         return f"{info['subfolder']}/{name}" if info.get("subfolder") else name
 
     def download(self, entry: dict, dest_dir: Path) -> Path:
-        query = urllib.parse.urlencode({"filename": entry["filename"], "subfolder": entry.get("subfolder", ""),
-                                        "type": entry.get("type", "output")})
+        params = {"filename": entry["filename"], "subfolder": entry.get("subfolder", ""),
+                  "type": entry.get("type", "output")}
         dest_dir.mkdir(parents=True, exist_ok=True)
         dest = dest_dir / entry["filename"]
-        with self._open(urllib.request.Request(f"{self.base}/view?{query}")) as r, open(dest, "wb") as f:
-            shutil.copyfileobj(r, f)
+        with self._request("GET", "/view", params=params, stream=True) as r:
+            r.raise_for_status()
+            with open(dest, "wb") as f:
+                for chunk in r.iter_content(1 << 20):
+                    f.write(chunk)
         return dest
 
 
@@ -295,8 +285,9 @@ def _set_raw(prompt: dict, kv: str):
 def preflight(client: Client, prompt: dict):
     try:
         client.get_json("/system_stats")
-    except urllib.error.HTTPError as e:
-        raise RunnerError(EXIT_SERVER, f"{client.base} answered HTTP {e.code} on /system_stats: is this ComfyUI?")
+    except requests.HTTPError as e:
+        raise RunnerError(EXIT_SERVER, f"{client.base} answered HTTP {e.response.status_code} on /system_stats: "
+                                       "is this ComfyUI?") from None
     missing_types, infos = [], {}
     for ct in sorted({n["class_type"] for n in prompt.values()}):
         info = client.get_json(f"/object_info/{urllib.parse.quote(ct)}")
@@ -319,7 +310,7 @@ def preflight(client: Client, prompt: dict):
             if folder not in lists:
                 try:
                     lists[folder] = client.get_json(f"/models/{folder}")
-                except urllib.error.HTTPError:
+                except requests.HTTPError:
                     lists[folder] = None
             if lists[folder] is not None and name not in lists[folder]:
                 missing.append(f"  {name}: put it in ComfyUI's models/{folder}/ folder (node {nid} "
@@ -375,6 +366,8 @@ def format_node_errors(prompt: dict, body) -> str:
 # ---------------------------------------------------------------------------
 
 class Progress:
+    """One line per executed node and a tqdm bar for a node's steps (sampling, guidance, encoding)."""
+
     def __init__(self, prompt: dict, stream=None, quiet=False):
         self.prompt = prompt
         self.stream = stream or sys.stderr
@@ -382,33 +375,29 @@ class Progress:
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.node = None
         self.done_nodes = set()
-        self.last_line = ""
-        self.last_step = {}
+        self.bar = None
         self.t0 = time.monotonic()
 
     def _title(self, nid):
         n = self.prompt.get(str(nid), {})
         return n.get("_meta", {}).get("title") or n.get("class_type", str(nid))
 
-    def _emit(self, line, final=False):
-        if self.quiet:
-            return
-        if self.tty:
-            pad = max(0, len(self.last_line) - len(line))
-            self.stream.write("\r" + line + " " * pad + ("\n" if final else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-        self.last_line = "" if final else line
+    def _close_bar(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def _line(self, text):
+        if not self.quiet:
+            tqdm.write(text, file=self.stream)
 
     def executing(self, nid):
         if nid is None:
             return
-        if self.tty and self.last_line:
-            self._emit(self.last_line, final=True)
+        self._close_bar()
         self.node = str(nid)
-        total = len(self.prompt)
-        self._emit(f"[{len(self.done_nodes) + 1}/{total}] {self._title(nid)} ({self.prompt.get(str(nid), {}).get('class_type', '?')})")
+        class_type = self.prompt.get(self.node, {}).get("class_type", "?")
+        self._line(f"[{len(self.done_nodes) + 1}/{len(self.prompt)}] {self._title(nid)} ({class_type})")
         self.done_nodes.add(self.node)
 
     def cached(self, nodes):
@@ -417,23 +406,17 @@ class Progress:
 
     def progress(self, value, maximum, nid=None):
         maximum = max(int(maximum), 1)
-        value = min(int(value), maximum)
-        width = 30
-        filled = int(width * value / maximum)
-        bar = "#" * filled + "-" * (width - filled)
-        line = f"    {self._title(nid or self.node)}: [{bar}] {value}/{maximum}  {time.monotonic() - self.t0:6.1f}s"
-        key = str(nid or self.node)
-        if not self.tty:  # log files: every 10% only
-            step = int(10 * value / maximum)
-            if self.last_step.get(key) == step and value != maximum:
-                return
-            self.last_step[key] = step
-        self._emit(line)
+        if self.bar is None or self.bar.total != maximum:
+            self._close_bar()
+            # Log files get a line every 10%; a terminal gets a live bar.
+            self.bar = tqdm(total=maximum, desc=f"    {self._title(nid or self.node)}", file=self.stream,
+                            disable=self.quiet, dynamic_ncols=self.tty, leave=True,
+                            mininterval=0.1 if self.tty else 0, miniters=None if self.tty else max(1, maximum // 10))
+        self.bar.update(min(int(value), maximum) - self.bar.n)
 
     def finish(self, text):
-        if self.tty and self.last_line:
-            self._emit(self.last_line, final=True)
-        self._emit(text, final=True)
+        self._close_bar()
+        self._line(text)
 
 
 async def _watch_ws(client: Client, prompt_id_box: dict, progress: Progress, ready: asyncio.Event,
@@ -589,8 +572,9 @@ def _run(args, stdout, stderr) -> int:
     # check the server first: uploads need it anyway
     try:
         client.get_json("/system_stats")
-    except urllib.error.HTTPError as e:
-        raise RunnerError(EXIT_SERVER, f"{client.base} answered HTTP {e.code}: is this ComfyUI?") from None
+    except requests.HTTPError as e:
+        raise RunnerError(EXIT_SERVER, f"{client.base} answered HTTP {e.response.status_code}: is this "
+                                       "ComfyUI?") from None
     for key, value, subfolder in (("video", args.video, ""), ("motion", args.motion, "fastvmt")):
         if value is None:
             continue

@@ -83,16 +83,16 @@ def test_lora_under_a_partial_low_vram_load_equals_the_merged_checkpoint(run_gra
 
 
 def test_estimate_is_within_30_percent_of_measured_peaks(tmp_path, comfy):
-    """bench/memory.py in a fresh process, on the two CASES shaped most like real Wan blocks
-    (several heads of 128, at least 5 latent frames): activations kept and recomputed, the
-    measured peak of the latent optimisation against the Guidance Sampler's own estimate.
-    (The other two cases are underestimated; README "Guidance memory".)"""
+    """bench/memory.py in a fresh process: four model/latent sizes, activations kept and
+    recomputed; the peak of live tensor bytes during the latent optimisation (profiler
+    allocation events) against the Guidance Sampler's own estimate."""
     out = tmp_path / "memory.json"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "bench.memory", "--cases", "0", "1", "--json", str(out)], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run([sys.executable, "-m", "bench.memory", "--json", str(out)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(out.read_text())["measured"]
-    assert len(rows) == 4 and {r["keep_activations"] for r in rows} == {True, False}
+    assert len({(r["dim"], r["ffn_dim"], tuple(r["latent"])) for r in rows}) >= 4
+    assert {r["keep_activations"] for r in rows} == {True, False}
     bad = [r for r in rows if not 0.7 <= r["ratio"] <= 1.3]
     assert not bad, bad
