@@ -203,7 +203,33 @@ class FastVMTTestNoGradAttention:
         return (m,)
 
 
+class FastVMTTestNoGradModel:
+    """A model clone whose whole forward runs without autograd (an APPLY_MODEL wrapper under
+    ``torch.no_grad``): stands in for a weight format or kernel with no backward."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL", {})}}
+
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "patch"
+    CATEGORY = "FastVMT/testing"
+
+    def patch(self, model):
+        import torch
+        import comfy.patcher_extension
+
+        def no_grad(executor, *args, **kwargs):
+            with torch.no_grad():
+                return executor(*args, **kwargs)
+
+        m = model.clone()
+        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "fastvmt_test_no_grad", no_grad)
+        return (m,)
+
+
 NODE_CLASS_MAPPINGS = {
+    "FastVMTTestNoGradModel": FastVMTTestNoGradModel,
     "FastVMTTestNoGradAttention": FastVMTTestNoGradAttention,
     "FastVMTTestConditioning": FastVMTTestConditioning,
     "FastVMTTestLatent": FastVMTTestLatent,
@@ -212,6 +238,7 @@ NODE_CLASS_MAPPINGS = {
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
+    "FastVMTTestNoGradModel": "FastVMT Test Model Without Gradient",
     "FastVMTTestNoGradAttention": "FastVMT Test Attention Without Gradient",
     "FastVMTTestConditioning": "FastVMT Test Conditioning (random UMT5 stand-in)",
     "FastVMTTestLatent": "FastVMT Test Latent (random)",

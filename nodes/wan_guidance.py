@@ -406,6 +406,19 @@ def _reference_flow_at(ctx, sigma):
         return _flow(ctx.settings, q[0], k[0]).detach()
 
 
+def no_gradient_message(base_model) -> str:
+    """The error for a model whose forward does not carry a gradient back to the latent."""
+    dm = base_model.diffusion_model
+    linear = dm.blocks[0].self_attn.q
+    fmt = (f"{type(dm).__name__}, weights {linear.weight.dtype} in {type(linear).__module__}."
+           f"{type(linear).__qualname__}, compute dtype {base_model.manual_cast_dtype or base_model.get_dtype()}")
+    return ("model: FastVMT needs the gradient of the motion block's queries/keys with respect to the latent, "
+            f"and this model's forward does not carry one ({fmt}). A weight format, kernel or model patch runs "
+            "without autograd. Load the model with 'Load Diffusion Model' and weight_dtype 'default' (or "
+            "ComfyUI-GGUF's loader), and remove nodes that wrap the model call between the loader and the "
+            "sampler; attention backends (SageAttention, flash) are handled by FastVMT.")
+
+
 def guide_latent(ctx: GuidanceContext, x: torch.Tensor, sigma, step_index: int) -> torch.Tensor:
     """Optimise the latent at one guided outer step; returns the new latent (same dtype)."""
     s = ctx.settings
@@ -417,6 +430,8 @@ def guide_latent(ctx: GuidanceContext, x: torch.Tensor, sigma, step_index: int) 
         def loss_fn(xv):
             q, k = capture_qk(ctx.base_model, ctx.gen_conds, xv, sigma_t, ctx.model_options, s.motion_block,
                               ctx.counter, ctx.exit_block, ctx.keep_activations)
+            if not q.requires_grad:
+                raise ValueError(no_gradient_message(ctx.base_model))
             losses, parts = [], {"amf": 0.0, "window": 0.0}
             for b in range(q.shape[0]):  # batch of latents: one flow each, same reference
                 loss, p = total_loss(ref, _flow(s, q[b], k[b]), lambda_amf=s.lambda_amf,

@@ -175,3 +175,16 @@ def test_torch_compile_model_with_guidance(run_graph, comfy, fastvmt_pack):
     r = run_graph(g).raise_for_error()
     assert report(r)["n_guided"] == 1 and report(r)["steps"][0]["gradient_evaluations"] == 2
     assert torch.equal(samples(r), samples(r, "plain"))
+
+
+def test_a_model_without_gradient_gets_an_error_naming_the_format_and_the_way_out(run_graph, tiny_wan):
+    """A forward that drops autograd (here a test wrapper under torch.no_grad, as a format or
+    kernel without backward would) stops at the first gradient pass with a clear error,
+    not AdamW's 'element 0 of tensors does not require grad'."""
+    g = base_graph(tiny_wan, settings=GUIDED)
+    g["nograd"] = {"class_type": "FastVMTTestNoGradModel", "inputs": {"model": ["model", 0]}}
+    g["sample"]["inputs"]["model"] = ["nograd", 0]
+    r = run_graph(g)
+    assert not r.success and r.error_node == "sample", r.error_text()
+    msg = r.exception_message
+    assert "does not carry one" in msg and "weight_dtype 'default'" in msg and "float32" in msg, msg
