@@ -1,9 +1,12 @@
 """In-process ComfyUI host for FastVMT tests and benchmarks (both import this module).
 
-Runs API-format prompt graphs through ComfyUI's *real* validator
-(``execution.validate_prompt`` / ``execution.validate_inputs``) and executor
-(``execution.PromptExecutor``) inside the test process, without starting the
-HTTP server.  Models are tiny random-weight Wan checkpoints written with the
+Runs API-format prompt graphs through ComfyUI's own machinery inside the test process:
+``execution.validate_prompt`` (as the /prompt route), ``execution.PromptExecutor`` (as
+the prompt worker), ComfyUI's ``server.PromptServer`` object (its messages are read from
+its queue; no port is opened) and ``main.hijack_progress`` for progress messages. Graphs
+must have output nodes, as in ComfyUI (``FastVMTTestInspect`` returns any value to the
+test); build them with ``comfy_execution.graph_utils.GraphBuilder``.  Models are tiny
+random-weight Wan checkpoints written with the
 exact key names / shapes of the real ones, so ComfyUI's own loaders
 (``UNETLoader``, ``VAELoader``, ``comfy.sd.*``) detect and load them.
 
@@ -12,7 +15,7 @@ Typical use (the fixtures in ``tests/conftest.py`` do the bootstrap)::
     from comfy_host import run_graph
     res = run_graph(graph)            # validates, executes, returns GraphResult
     res.raise_for_error()
-    (latent,) = res.output("5")       # python output values of node "5"
+    (latent,) = res.output("5")       # python output values of node "5" (any executed node)
 
 Everything that ComfyUI writes (models, input, output, temp, user) goes to a
 temporary base directory, never into the ComfyUI checkout.
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import copy
 import hashlib
 import json
@@ -58,7 +62,7 @@ import uuid
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Iterable, Optional
 
 __all__ = [
     "REPO_ROOT",
@@ -205,15 +209,18 @@ def cache_dir() -> Path:
 
 
 def _run_coro(coro):
-    """Run a coroutine to completion, also when called from a running loop."""
+    """Run a coroutine to completion on the host's event loop (the loop ComfyUI's
+    PromptServer sends its messages through), or on a fresh one in a thread when called
+    from a running loop."""
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:
         running = None
     if running is None:
+        loop = getattr(_STATE, "loop", None)
         # (not inside the except block: exceptions raised by the coroutine
         # would otherwise carry "no running event loop" as their context)
-        return asyncio.run(coro)
+        return loop.run_until_complete(coro) if loop is not None else asyncio.run(coro)
     box = {}
 
     def runner():
@@ -358,87 +365,14 @@ def prepare_comfy_imports(comfyui_path: Optional[Path] = None, base_dir: Optiona
         return path
 
 
-# ---------------------------------------------------------------------------
-# server stand-in
-# ---------------------------------------------------------------------------
-
-class _RouteSink:
-    """Minimal stand-in for ``aiohttp.web.RouteTableDef`` (used if aiohttp is missing)."""
-
-    def __init__(self):
-        self.routes = []
-
-    def __getattr__(self, method):
-        def deco_factory(path, **kw):
-            def deco(fn):
-                self.routes.append((method, path, fn))
-                return fn
-            return deco
-        return deco_factory
-
-    def __iter__(self):
-        return iter(self.routes)
-
-
-class StandInServer:
-    """What ``PromptExecutor`` (and nodes using ``PromptServer.instance``) need
-    from ``server.PromptServer``; every message is recorded in ``events``."""
-
-    def __init__(self):
-        self.client_id = None
-        self.last_node_id = None
-        self.last_prompt_id = None
-        self.sockets = {}
-        self.sockets_metadata = {}
-        self.supports = ["custom_nodes_from_web"]
-        self.number = 0
-        self.loop = None
-        self.client_session = None
-        self.on_prompt_handlers = []
-        self.events: list[tuple[str, Any, Any]] = []
-        self._lock = threading.Lock()
-        try:
-            from aiohttp import web
-            self.routes = web.RouteTableDef()
-            self.app = web.Application()
-        except Exception:  # noqa: BLE001
-            self.routes = _RouteSink()
-            self.app = None
-        try:
-            import execution
-            self.prompt_queue = execution.PromptQueue(self)
-        except Exception:  # noqa: BLE001
-            self.prompt_queue = None
-
-    # --- messaging -----------------------------------------------------
-    def send_sync(self, event, data, sid=None):
-        with self._lock:
-            self.events.append((event, data, sid))
-
-    async def send(self, event, data, sid=None):
-        self.send_sync(event, data, sid)
-
-    async def send_json(self, event, data, sid=None):
-        self.send_sync(event, data, sid)
-
-    def send_progress_text(self, text, node_id, sid=None):
-        self.send_sync("progress_text", {"node_id": node_id, "text": text}, sid if sid is not None else self.client_id)
-
-    def queue_updated(self):
-        pass
-
-    def add_on_prompt_handler(self, handler):
-        self.on_prompt_handlers.append(handler)
-
-    def trigger_on_prompt(self, json_data):
-        for handler in self.on_prompt_handlers:
-            json_data = handler(json_data)
-        return json_data
-
-    def take_events(self):
-        with self._lock:
-            ev, self.events = self.events, []
-        return ev
+def take_messages(server) -> list:
+    """Messages ComfyUI's PromptServer queued for its websocket clients since the last call
+    (``send_sync`` schedules them on the host loop; one turn of the loop delivers them)."""
+    _STATE.loop.run_until_complete(asyncio.sleep(0))
+    out = []
+    while not server.messages.empty():
+        out.append(server.messages.get_nowait())
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -731,87 +665,36 @@ class ComfyHost:
             self.gguf_node_names = added
         return list(self.gguf_node_names)
 
-    # --- validation / execution -------------------------------------------
-    def _targets(self, graph: dict, outputs: Optional[Iterable]) -> tuple[list, bool]:
-        import nodes
-        if outputs is not None:
-            targets = [str(o) for o in outputs]
-            all_output_nodes = all(
-                getattr(nodes.NODE_CLASS_MAPPINGS.get(graph.get(t, {}).get("class_type")), "OUTPUT_NODE", False) is True
-                for t in targets)
-            return targets, all_output_nodes
-        out_nodes = [nid for nid, n in graph.items()
-                     if getattr(nodes.NODE_CLASS_MAPPINGS.get(n.get("class_type")), "OUTPUT_NODE", False) is True]
-        if out_nodes:
-            return out_nodes, True
-        # No output node: execute every sink (a node nobody consumes).
-        used = {str(v[0]) for n in graph.values() for v in (n.get("inputs") or {}).values() if _is_link(v)}
-        return [nid for nid in graph if nid not in used], False
+    def object_info(self) -> dict:
+        """What GET /object_info answers: ComfyUI's own route handler, called without HTTP."""
+        (route,) = [r for r in self.server.routes if r.method == "GET" and r.path == "/object_info"]
+        return json.loads(_run_coro(route.handler(None)).body)
 
-    async def _validate(self, graph: dict, targets: list, use_validate_prompt: bool, prompt_id: str) -> ValidationResult:
+    # --- validation / execution -------------------------------------------
+    def _targets(self, graph: dict, outputs: Optional[Iterable]) -> Optional[list]:
+        """The output nodes to execute: ``outputs``, or None for all of the graph's (ComfyUI's
+        own choice in ``validate_prompt``). Only output nodes can be targets, as in ComfyUI:
+        inspect a value with a FastVMTTestInspect node."""
+        return None if outputs is None else [str(o) for o in outputs]
+
+    async def _validate(self, graph: dict, targets: Optional[list], prompt_id: str) -> ValidationResult:
         import execution
-        import nodes
-        if use_validate_prompt:
-            valid, error, good, node_errors = await execution.validate_prompt(prompt_id, graph, targets)
-            return ValidationResult(bool(valid), error, list(good), node_errors or {})
-        # Non-output targets: same checks as validate_prompt, per target, with
-        # ComfyUI's own validate_inputs.
-        for nid, node in graph.items():
-            ct = node.get("class_type") if isinstance(node, dict) else None
-            if ct is None:
-                return ValidationResult(False, {"type": "invalid_prompt", "message": "Cannot execute because a node is missing the class_type property.",
-                                                "details": f"Node ID '#{nid}'", "extra_info": {}}, [], {})
-            if ct not in nodes.NODE_CLASS_MAPPINGS:
-                return ValidationResult(False, {"type": "invalid_prompt", "message": f"Cannot execute because node {ct} does not exist.",
-                                                "details": f"Node ID '#{nid}'", "extra_info": {}}, [], {})
-        missing = [t for t in targets if t not in graph]
-        if missing:
-            return ValidationResult(False, {"type": "invalid_prompt", "message": "Requested outputs are not in the graph",
-                                            "details": ", ".join(missing), "extra_info": {}}, [], {})
-        if not targets:
-            return ValidationResult(False, {"type": "prompt_no_outputs", "message": "Prompt has no outputs",
-                                            "details": "", "extra_info": {}}, [], {})
-        validated: dict = {}
-        good, node_errors, reasons_all = [], {}, []
-        for t in targets:
-            try:
-                ok, reasons, _ = await execution.validate_inputs(prompt_id, graph, t, validated)
-            except Exception as ex:  # noqa: BLE001 - same as validate_prompt
-                ok = False
-                reasons = [{"type": "exception_during_validation", "message": "Exception when validating node",
-                            "details": str(ex), "extra_info": {"exception_type": execution.full_type_name(type(ex))}}]
-                validated[t] = (False, reasons, t)
-            if ok is True:
-                good.append(t)
-                continue
-            reasons_all += reasons
-            for nid, res in validated.items():
-                if res[0] is not True and len(res[1]) > 0:
-                    info = node_errors.setdefault(nid, {"errors": res[1], "dependent_outputs": [],
-                                                        "class_type": graph[nid]["class_type"]})
-                    info["dependent_outputs"].append(t)
-        if not good:
-            details = "\n".join(f"{r['message']}: {r['details']}" for r in reasons_all)
-            return ValidationResult(False, {"type": "prompt_outputs_failed_validation",
-                                            "message": "Prompt outputs failed validation",
-                                            "details": details, "extra_info": {}}, good, node_errors)
-        return ValidationResult(True, None, good, node_errors)
+        valid, error, good, node_errors = await execution.validate_prompt(prompt_id, graph, targets)
+        return ValidationResult(bool(valid), error, list(good), node_errors or {})
 
     def validate_graph(self, graph: dict, *, outputs: Optional[Iterable] = None,
                        prompt_id: Optional[str] = None) -> ValidationResult:
         """Validate without executing; never raises for invalid graphs."""
         g = _normalise_graph(graph)
-        targets, use_vp = self._targets(g, outputs)
-        return _run_coro(self._validate(g, targets, use_vp, prompt_id or str(uuid.uuid4())))
+        return _run_coro(self._validate(g, self._targets(g, outputs), prompt_id or str(uuid.uuid4())))
 
     def run_graph(self, graph: dict, *, outputs: Optional[Iterable] = None, prompt_id: Optional[str] = None,
-                  keep_cache: bool = False, extra_data: Optional[dict] = None, validate: bool = True,
+                  keep_cache: bool = False, extra_data: Optional[dict] = None,
                   strict: bool = True, check: bool = False) -> GraphResult:
-        """Validate ``graph`` with ComfyUI's validator and execute it with the
-        real ``PromptExecutor``.
+        """Validate ``graph`` with ComfyUI's ``validate_prompt`` and execute it with the
+        real ``PromptExecutor``, as the server's /prompt route and prompt worker do.
 
-        outputs:    node ids to execute (default: all OUTPUT_NODE nodes, or every
-                    sink node when the graph has no output node).
+        outputs:    output node ids to execute (default: all of them).
         keep_cache: keep the executor's caches from the previous run (ComfyUI's
                     normal behaviour between prompts); by default they are reset
                     so every run executes every node.
@@ -825,33 +708,29 @@ class ComfyHost:
         with _STATE.lock:
             g = _normalise_graph(graph)
             prompt_id = prompt_id or str(uuid.uuid4())
-            targets, use_vp = self._targets(g, outputs)
-            node_errors = {}
-            if validate:
-                v = _run_coro(self._validate(g, targets, use_vp, prompt_id))
-                msg = _format_validation(v.error, v.node_errors)
-                if not v.valid or (strict and v.node_errors):
-                    if self.pack_error and "does not exist" in msg:
-                        msg += "\nnote: the FastVMT pack failed to load:\n" + self.pack_error[-2000:]
-                    raise GraphValidationError("ComfyUI rejected the graph:\n" + msg, v.error, v.node_errors)
-                targets = v.outputs if use_vp else targets
-                node_errors = v.node_errors
-                g = _normalise_graph(graph)  # validation may annotate the dict
+            v = _run_coro(self._validate(g, self._targets(g, outputs), prompt_id))
+            msg = _format_validation(v.error, v.node_errors)
+            if not v.valid or (strict and v.node_errors):
+                if self.pack_error and "does not exist" in msg:
+                    msg += "\nnote: the FastVMT pack failed to load:\n" + self.pack_error[-2000:]
+                raise GraphValidationError("ComfyUI rejected the graph:\n" + msg, v.error, v.node_errors)
+            targets, node_errors = v.outputs, v.node_errors
+            g = _normalise_graph(graph)  # validation may annotate the dict
 
             ex = self.executor
             if not keep_cache:
                 ex.reset()
             srv = self.server
-            srv.take_events()
-            srv.last_prompt_id = prompt_id
+            take_messages(srv)
+            srv.last_prompt_id = prompt_id  # as main.py's prompt_worker does
             data = {"client_id": CLIENT_ID}
             data.update(extra_data or {})
             t0 = time.perf_counter()
             _run_coro(ex.execute_async(g, prompt_id, data, list(targets)))
             seconds = time.perf_counter() - t0
-            if srv.client_id is not None:
+            if srv.client_id is not None:  # prompt_worker's "prompt done" message
                 srv.send_sync("executing", {"node": None, "prompt_id": prompt_id}, srv.client_id)
-            events = [(e, d) for (e, d, _sid) in srv.take_events()]
+            events = [(e, d) for (e, d, _sid) in take_messages(srv)]
             error = None
             for ev, d in ex.status_messages:
                 if ev in ("execution_error", "execution_interrupted"):
@@ -1001,14 +880,12 @@ def bootstrap(base_dir: Optional[os.PathLike] = None, *, comfyui_path: Optional[
         host = ComfyHost(path, base, bool(_STATE.cpu))
         host.timings["import"] = time.perf_counter() - t_start
 
-        server = StandInServer()
+        # ComfyUI's own PromptServer (never started: no port is opened). Its messages go
+        # through the host loop into server.messages, where take_messages reads them.
+        import server as server_module
+        _STATE.loop = asyncio.new_event_loop()
+        server = server_module.PromptServer(_STATE.loop)
         host.server = server
-        try:
-            import server as server_module  # ComfyUI's server.py (not started)
-            if getattr(server_module.PromptServer, "instance", None) is None:
-                server_module.PromptServer.instance = server
-        except Exception as e:  # noqa: BLE001
-            log.warning("could not import ComfyUI server module (%s); PromptServer.instance not set", e)
 
         t0 = time.perf_counter()
         if not hook_breaker_ac10a0.SAVED_FUNCTIONS:
@@ -1022,7 +899,7 @@ def bootstrap(base_dir: Optional[os.PathLike] = None, *, comfyui_path: Optional[
         host.builtin_import_failures = sorted(set(re.findall(r"IMPORT FAILED: (\S+)", cap.text())))
         host.builtin_node_names = set(nodes.NODE_CLASS_MAPPINGS)
 
-        _install_progress_hook(server)
+        _hijack_progress(server, path)
         host.executor = execution.PromptExecutor(server, cache_type=execution.CacheType.CLASSIC, cache_size=0)
 
         ok, added, msg = host._load_custom_node(TEST_NODES_DIR, "FastVMT test nodes")
@@ -1087,26 +964,22 @@ def _point_folder_paths(folder_paths, base: Path):
     folder_paths.filename_list_cache.clear()
 
 
-def _install_progress_hook(server: StandInServer):
-    """Equivalent of main.py's hijack_progress: ProgressBar updates become
-    ``progress`` events and honour interrupts."""
-    import comfy.model_management
-    import comfy.utils
-    from comfy_execution.progress import get_progress_state
-    from comfy_execution.utils import get_executing_context
-
-    def hook(value, total, preview_image, prompt_id=None, node_id=None):
-        ctx = get_executing_context()
-        if prompt_id is None:
-            prompt_id = ctx.prompt_id if ctx is not None else server.last_prompt_id
-        if node_id is None:
-            node_id = ctx.node_id if ctx is not None else server.last_node_id
-        comfy.model_management.throw_exception_if_processing_interrupted()
-        get_progress_state().update_progress(node_id, value, total, preview_image)
-        server.send_sync("progress", {"value": value, "max": total, "prompt_id": prompt_id, "node": node_id},
-                         server.client_id)
-
-    comfy.utils.set_progress_bar_global_hook(hook)
+def _hijack_progress(server, comfyui_path: Path) -> None:
+    """ComfyUI's own ``main.hijack_progress``: ProgressBar updates become ``progress``
+    messages and honour interrupts. main.py is loaded by path (another "main" may be
+    importable); loading it runs its start-up code, whose ``setup_logger`` would replace
+    sys.stdout/stderr, so that is marked as done first."""
+    import importlib.util
+    import app.logger
+    if not app.logger.logs:
+        app.logger.logs = collections.deque([""], maxlen=300)
+    module = sys.modules.get("comfyui_main")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("comfyui_main", comfyui_path / "main.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["comfyui_main"] = module
+        spec.loader.exec_module(module)
+    module.hijack_progress(server)
 
 
 def run_graph(graph: dict, *, prompt_id: Optional[str] = None, **kw) -> GraphResult:

@@ -7,22 +7,23 @@ from comfy_host import GraphValidationError
 
 
 def t2v_graph(unet_name, *, seed=42, channels=16, steps=2, cfg=5.0, latent=None):
-    """UNETLoader + test conditioning + empty video latent + KSampler."""
+    """UNETLoader + test conditioning + empty video latent + KSampler + Inspect (ids "1".."6",
+    from ComfyUI's GraphBuilder)."""
+    from comfy_execution.graph_utils import GraphBuilder
+    g = GraphBuilder(prefix="")
+    unet = g.node("UNETLoader", unet_name=unet_name, weight_dtype="default")
+    pos = g.node("FastVMTTestConditioning", seed=1, tokens=8, text="a cat walking")
+    neg = g.node("FastVMTTestConditioning", seed=2, tokens=8, text="")
     if latent is None:
         # EmptyHunyuanLatentVideo is the stock empty latent of the Wan 2.1 T2V
         # template: 16 channels, 1 + (length - 1) // 4 frames, /8 spatially.
-        latent = {"class_type": "EmptyHunyuanLatentVideo",
-                  "inputs": {"width": 64, "height": 64, "length": 5, "batch_size": 1}}
-    return {
-        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": unet_name, "weight_dtype": "default"}},
-        "2": {"class_type": "FastVMTTestConditioning", "inputs": {"seed": 1, "tokens": 8, "text": "a cat walking"}},
-        "3": {"class_type": "FastVMTTestConditioning", "inputs": {"seed": 2, "tokens": 8, "text": ""}},
-        "4": latent,
-        "5": {"class_type": "KSampler", "inputs": {
-            "model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["4", 0],
-            "seed": seed, "steps": steps, "cfg": cfg, "sampler_name": "euler", "scheduler": "simple",
-            "denoise": 1.0}},
-    }
+        lat = g.node("EmptyHunyuanLatentVideo", width=64, height=64, length=5, batch_size=1)
+    else:
+        lat = g.node(latent["class_type"], **latent["inputs"])
+    sample = g.node("KSampler", model=unet.out(0), positive=pos.out(0), negative=neg.out(0), latent_image=lat.out(0),
+                    seed=seed, steps=steps, cfg=cfg, sampler_name="euler", scheduler="simple", denoise=1.0)
+    g.node("FastVMTTestInspect", value=sample.out(0))
+    return g.finalize()
 
 
 def test_tiny_wan_is_detected_as_wan21(comfy, tiny_wan):
@@ -46,8 +47,8 @@ def test_tiny_wan_is_detected_as_wan21(comfy, tiny_wan):
 def test_t2v_sampling_runs_and_is_finite(run_graph, tiny_wan):
     res = run_graph(t2v_graph(tiny_wan))
     res.raise_for_error()
-    assert res.targets == ["5"]  # no output node: the sink is executed
-    assert set(res.executed_nodes) == {"1", "2", "3", "4", "5"}
+    assert res.targets == ["6"]  # the output node
+    assert set(res.executed_nodes) == {"1", "2", "3", "4", "5", "6"}
     (latent,) = res.output("5")
     x = latent["samples"]
     assert x.shape == (1, 16, 2, 8, 8)
@@ -71,7 +72,7 @@ def test_cache_reset_by_default_and_kept_on_request(run_graph, tiny_wan):
     again = run_graph(g).raise_for_error()
     assert "5" in again.executed_nodes and not again.cached_nodes
     cached = run_graph(g, keep_cache=True).raise_for_error()
-    assert set(cached.cached_nodes) == {"1", "2", "3", "4", "5"}
+    assert set(cached.cached_nodes) == {"1", "2", "3", "4", "5", "6"}
     assert cached.executed_nodes == []
     assert cached.output("5", 0)["samples"].shape == (1, 16, 2, 8, 8)
 
@@ -146,6 +147,7 @@ def test_vae_roundtrip(run_graph, tiny_vae):
         "2": {"class_type": "FastVMTTestImage", "inputs": {"seed": 0, "frames": 5, "height": 64, "width": 64}},
         "3": {"class_type": "VAEEncode", "inputs": {"pixels": ["2", 0], "vae": ["1", 0]}},
         "4": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["1", 0]}},
+        "5": {"class_type": "FastVMTTestInspect", "inputs": {"value": ["4", 0]}},
     }
     res = run_graph(g).raise_for_error()
     vae = res.output("1", 0)

@@ -23,32 +23,27 @@ BLOCK = 3
 
 def base_graph(model, *, channels=16, block=BLOCK, frames=FRAMES, settings=None, sampler="euler", steps=5,
                denoise=1.0, ref_frames=None):
-    """UNETLoader + test conditioning + reference latent + Extract Motion + Guidance Sampler."""
-    g = {
-        "model": {"class_type": "UNETLoader", "inputs": {"unet_name": model, "weight_dtype": "default"}},
-        "pos": {"class_type": "FastVMTTestConditioning", "inputs": {"seed": 1, "tokens": 8, "text": "a red fox"}},
-        "neg": {"class_type": "FastVMTTestConditioning", "inputs": {"seed": 2, "tokens": 8, "text": "blurry"}},
-        "ref": {"class_type": "FastVMTTestLatent",
-                "inputs": {"seed": 3, "channels": channels, "frames": ref_frames or frames, "height": LAT_H,
-                           "width": LAT_W}},
-        "empty": {"class_type": "FastVMTTestLatent",
-                  "inputs": {"seed": 4, "channels": channels, "frames": frames, "height": LAT_H, "width": LAT_W,
-                             "scale": 0.0}},
-        "motion": {"class_type": "FastVMTExtractMotion",
-                   "inputs": {"model": ["model", 0], "latent": ["ref", 0], "width": 832, "height": 480,
-                              "length": 81, "motion_block": block, "temporal_span": 5, "window": 21,
-                              "tile_rows": 3, "tile_cols": 4, "tau": 1.0}},
-        "sample": {"class_type": "FastVMTGuidanceSampler",
-                   "inputs": {"model": ["model", 0], "seed": 7, "steps": steps, "cfg": 1.0,
-                              "sampler_name": sampler, "scheduler": "simple", "positive": ["pos", 0],
-                              "negative": ["neg", 0], "latent_image": ["empty", 0], "denoise": denoise,
-                              "motion": ["motion", 0]}},
-        "out": {"class_type": "FastVMTTestInspect", "inputs": {"value": ["sample", 0]}},
-    }
+    """UNETLoader + test conditioning + reference latent + Extract Motion + Guidance Sampler,
+    built with ComfyUI's GraphBuilder (node ids are the names tests refer to)."""
+    from comfy_execution.graph_utils import GraphBuilder
+    g = GraphBuilder(prefix="")
+    unet = g.node("UNETLoader", "model", unet_name=model, weight_dtype="default")
+    pos = g.node("FastVMTTestConditioning", "pos", seed=1, tokens=8, text="a red fox")
+    neg = g.node("FastVMTTestConditioning", "neg", seed=2, tokens=8, text="blurry")
+    ref = g.node("FastVMTTestLatent", "ref", seed=3, channels=channels, frames=ref_frames or frames, height=LAT_H,
+                 width=LAT_W)
+    empty = g.node("FastVMTTestLatent", "empty", seed=4, channels=channels, frames=frames, height=LAT_H, width=LAT_W,
+                   scale=0.0)
+    motion = g.node("FastVMTExtractMotion", "motion", model=unet.out(0), latent=ref.out(0), width=832, height=480,
+                    length=81, motion_block=block, temporal_span=5, window=21, tile_rows=3, tile_cols=4, tau=1.0)
+    sample = g.node("FastVMTGuidanceSampler", "sample", model=unet.out(0), seed=7, steps=steps, cfg=1.0,
+                    sampler_name=sampler, scheduler="simple", positive=pos.out(0), negative=neg.out(0),
+                    latent_image=empty.out(0), denoise=denoise, motion=motion.out(0))
+    g.node("FastVMTTestInspect", "out", value=sample.out(0))
     if settings is not None:
-        g["settings"] = {"class_type": "FastVMTStepSkipSettings", "inputs": settings_inputs(**settings)}
-        g["sample"]["inputs"]["settings"] = ["settings", 0]
-    return g
+        sample.set_input("settings", g.node("FastVMTStepSkipSettings", "settings",
+                                            **settings_inputs(**settings)).out(0))
+    return g.finalize()
 
 
 def report(result, node="sample"):
