@@ -29,6 +29,7 @@ if str(REPO) not in sys.path:
 
 from fastvmt_core import FastVMTSettings, WAN_MODELS, gradient_pass_memory, published_geometry  # noqa: E402
 from bench.amf import PeakMemory, machine_line, write_json  # noqa: E402
+from bench.sampling import graph as sampling_graph  # noqa: E402
 
 # dim, ffn_dim, blocks, motion_block, latent (frames, height, width): 1536-2560 tokens
 # (CPU attention time grows with the square of the tokens; the test suite runs these).
@@ -43,29 +44,10 @@ MMAP_THRESHOLD = "1048576"
 
 
 def graph(model: str, *, frames: int, lat_h: int, lat_w: int, block: int, seed: int, keep: str) -> dict:
-    settings = FastVMTSettings().step_skip_inputs(inner_steps=1, interval=1, guided_fraction=1.0,
-                                                  keep_activations=keep)
-    return {
-        "model": {"class_type": "UNETLoader", "inputs": {"unet_name": model, "weight_dtype": "default"}},
-        "pos": {"class_type": "FastVMTTestConditioning", "inputs": {"seed": 1, "tokens": 16, "text": "a red fox"}},
-        "neg": {"class_type": "FastVMTTestConditioning", "inputs": {"seed": 2, "tokens": 16, "text": "blurry"}},
-        "ref": {"class_type": "FastVMTTestLatent",
-                "inputs": {"seed": 3, "channels": 16, "frames": frames, "height": lat_h, "width": lat_w}},
-        "empty": {"class_type": "FastVMTTestLatent",
-                  "inputs": {"seed": 4, "channels": 16, "frames": frames, "height": lat_h, "width": lat_w,
-                             "scale": 0.0}},
-        "motion": {"class_type": "FastVMTExtractMotion",
-                   "inputs": {"model": ["model", 0], "latent": ["ref", 0], "width": lat_w * 8, "height": lat_h * 8,
-                              "length": (frames - 1) * 4 + 1, "motion_block": block, "temporal_span": 5,
-                              "window": 21, "tile_rows": 3, "tile_cols": 4, "tau": 1.0}},
-        "settings": {"class_type": "FastVMTStepSkipSettings", "inputs": settings},
-        "sample": {"class_type": "FastVMTGuidanceSampler",
-                   "inputs": {"model": ["model", 0], "seed": seed, "steps": 1, "cfg": 1.0, "sampler_name": "euler",
-                              "scheduler": "simple", "positive": ["pos", 0], "negative": ["neg", 0],
-                              "latent_image": ["empty", 0], "denoise": 1.0, "motion": ["motion", 0],
-                              "settings": ["settings", 0]}},
-        "out": {"class_type": "FastVMTTestInspect", "inputs": {"value": ["sample", 0]}},
-    }
+    """One guided step with one inner step (bench.sampling's graph)."""
+    return sampling_graph(model, frames=frames, lat_h=lat_h, lat_w=lat_w, steps=1, seed=seed, block=block, cfg=1.0,
+                          overrides={"inner_steps": 1, "interval": 1, "guided_fraction": 1.0,
+                                     "keep_activations": keep})
 
 
 class TensorPeak:

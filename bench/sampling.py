@@ -55,32 +55,31 @@ def settings_inputs(**overrides):
 
 
 def graph(model: str, *, frames: int, lat_h: int, lat_w: int, steps: int, seed: int, overrides: dict | None,
-          window: int = 21, span: int = 5) -> dict:
-    g = {
-        "model": {"class_type": "UNETLoader", "inputs": {"unet_name": model, "weight_dtype": "default"}},
-        "pos": {"class_type": "FastVMTTestConditioning", "inputs": {"seed": 1, "tokens": 16, "text": "a red fox"}},
-        "neg": {"class_type": "FastVMTTestConditioning", "inputs": {"seed": 2, "tokens": 16, "text": "blurry"}},
-        "ref": {"class_type": "FastVMTTestLatent",
-                "inputs": {"seed": 3, "channels": 16, "frames": frames, "height": lat_h, "width": lat_w}},
-        "empty": {"class_type": "FastVMTTestLatent",
-                  "inputs": {"seed": 4, "channels": 16, "frames": frames, "height": lat_h, "width": lat_w,
-                             "scale": 0.0}},
-        "motion": {"class_type": "FastVMTExtractMotion",
-                   "inputs": {"model": ["model", 0], "latent": ["ref", 0], "width": lat_w * 8, "height": lat_h * 8,
-                              "length": (frames - 1) * 4 + 1, "motion_block": BLOCK, "temporal_span": span,
-                              "window": window, "tile_rows": 3, "tile_cols": 4, "tau": 1.0}},
-    }
-    common = {"model": ["model", 0], "seed": seed, "steps": steps, "cfg": 6.0, "sampler_name": "euler",
-              "scheduler": "simple", "positive": ["pos", 0], "negative": ["neg", 0], "latent_image": ["empty", 0],
-              "denoise": 1.0}
+          window: int = 21, span: int = 5, block: int = BLOCK, cfg: float = 6.0, sampler: str = "euler",
+          tile: tuple[int, int] = (3, 4), text_tokens: int = 16) -> dict:
+    """UNETLoader + stand-in conditioning + random reference latent + Extract Motion, then the
+    stock KSampler (``overrides`` None) or the Guidance Sampler with Step-Skip Settings
+    (``overrides`` on the defaults); built with ComfyUI's GraphBuilder."""
+    from comfy_execution.graph_utils import GraphBuilder
+    g = GraphBuilder(prefix="")
+    unet = g.node("UNETLoader", "model", unet_name=model, weight_dtype="default")
+    pos = g.node("FastVMTTestConditioning", "pos", seed=1, tokens=text_tokens, text="a red fox")
+    neg = g.node("FastVMTTestConditioning", "neg", seed=2, tokens=text_tokens, text="blurry")
+    ref = g.node("FastVMTTestLatent", "ref", seed=3, channels=16, frames=frames, height=lat_h, width=lat_w)
+    empty = g.node("FastVMTTestLatent", "empty", seed=4, channels=16, frames=frames, height=lat_h, width=lat_w,
+                   scale=0.0)
+    common = dict(model=unet.out(0), seed=seed, steps=steps, cfg=cfg, sampler_name=sampler, scheduler="simple",
+                  positive=pos.out(0), negative=neg.out(0), latent_image=empty.out(0), denoise=1.0)
     if overrides is None:
-        g["sample"] = {"class_type": "KSampler", "inputs": common}
+        sample = g.node("KSampler", "sample", **common)
     else:
-        g["settings"] = {"class_type": "FastVMTStepSkipSettings", "inputs": settings_inputs(**overrides)}
-        g["sample"] = {"class_type": "FastVMTGuidanceSampler",
-                       "inputs": {**common, "motion": ["motion", 0], "settings": ["settings", 0]}}
-    g["out"] = {"class_type": "FastVMTTestInspect", "inputs": {"value": ["sample", 0]}}
-    return g
+        motion = g.node("FastVMTExtractMotion", "motion", model=unet.out(0), latent=ref.out(0), width=lat_w * 8,
+                        height=lat_h * 8, length=(frames - 1) * 4 + 1, motion_block=block, temporal_span=span,
+                        window=window, tile_rows=tile[0], tile_cols=tile[1], tau=1.0)
+        settings = g.node("FastVMTStepSkipSettings", "settings", **settings_inputs(**overrides))
+        sample = g.node("FastVMTGuidanceSampler", "sample", **common, motion=motion.out(0), settings=settings.out(0))
+    g.node("FastVMTTestInspect", "out", value=sample.out(0))
+    return g.finalize()
 
 
 def measure(host, g_for_seed, repeats: int) -> dict:

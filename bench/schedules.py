@@ -32,7 +32,7 @@ import torch  # noqa: E402
 import comfy_host  # noqa: E402
 
 from bench import quality, shapes  # noqa: E402
-from bench.sampling import settings_inputs  # noqa: E402
+from bench.sampling import graph as sampling_graph  # noqa: E402
 from fastvmt_core import FastVMTSettings  # noqa: E402
 from bench.amf import machine_line, write_json  # noqa: E402
 
@@ -43,27 +43,11 @@ SIGMAS = (0.3, 0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 1.0)
 # --------------------------------------------------------------------------- samplers
 
 def sampler_graph(model: str, sampler: str, steps: int, guided: bool) -> dict:
-    g = {
-        "model": {"class_type": "UNETLoader", "inputs": {"unet_name": model, "weight_dtype": "default"}},
-        "pos": {"class_type": "FastVMTTestConditioning", "inputs": {"seed": 1, "tokens": 8, "text": "a red fox"}},
-        "neg": {"class_type": "FastVMTTestConditioning", "inputs": {"seed": 2, "tokens": 8, "text": "blurry"}},
-        "ref": {"class_type": "FastVMTTestLatent",
-                "inputs": {"seed": 3, "channels": 16, "frames": 3, "height": 8, "width": 12}},
-        "empty": {"class_type": "FastVMTTestLatent",
-                  "inputs": {"seed": 4, "channels": 16, "frames": 3, "height": 8, "width": 12, "scale": 0.0}},
-        "motion": {"class_type": "FastVMTExtractMotion",
-                   "inputs": {"model": ["model", 0], "latent": ["ref", 0], "width": 96, "height": 64, "length": 9,
-                              "motion_block": 3, "temporal_span": 3, "window": 5, "tile_rows": 2, "tile_cols": 2,
-                              "tau": 1.0}},
-        "settings": {"class_type": "FastVMTStepSkipSettings", "inputs": settings_inputs(
-            mode="effi_AMF" if guided else "No_transfer", lr_start=0.0, lr_end=0.0, inner_steps=2)},
-        "sample": {"class_type": "FastVMTGuidanceSampler", "inputs": {
-            "model": ["model", 0], "seed": 7, "steps": steps, "cfg": 1.0, "sampler_name": sampler,
-            "scheduler": "simple", "positive": ["pos", 0], "negative": ["neg", 0], "latent_image": ["empty", 0],
-            "denoise": 1.0, "motion": ["motion", 0], "settings": ["settings", 0]}},
-        "out": {"class_type": "FastVMTTestInspect", "inputs": {"value": ["sample", 0]}},
-    }
-    return g
+    """bench.sampling's graph at the test size, zero learning rate (guided must equal plain)."""
+    return sampling_graph(model, frames=3, lat_h=8, lat_w=12, steps=steps, seed=7, block=3, span=3, window=5,
+                          tile=(2, 2), cfg=1.0, sampler=sampler, text_tokens=8,
+                          overrides=dict(mode="effi_AMF" if guided else "No_transfer", lr_start=0.0, lr_end=0.0,
+                                         inner_steps=2))
 
 
 def sampler_family(name: str) -> str:

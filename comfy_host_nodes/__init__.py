@@ -182,9 +182,8 @@ class FastVMTTestInspect:
         return {"ui": {"fastvmt_stats": [_stats(value)]}}
 
 
-class FastVMTTestNoGradAttention:
-    """A model clone whose attention, like SageAttention, returns the right values with no
-    gradient (through ComfyUI's ``optimized_attention_override``)."""
+class _ModelPatchNode:
+    """MODEL in, a patched clone out."""
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -193,6 +192,11 @@ class FastVMTTestNoGradAttention:
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "patch"
     CATEGORY = "FastVMT/testing"
+
+
+class FastVMTTestNoGradAttention(_ModelPatchNode):
+    """A model clone whose attention, like SageAttention, returns the right values with no
+    gradient (through ComfyUI's ``optimized_attention_override``)."""
 
     def patch(self, model):
         import comfy.model_patcher
@@ -203,17 +207,9 @@ class FastVMTTestNoGradAttention:
         return (m,)
 
 
-class FastVMTTestNoGradModel:
+class FastVMTTestNoGradModel(_ModelPatchNode):
     """A model clone whose whole forward runs without autograd (an APPLY_MODEL wrapper under
     ``torch.no_grad``): stands in for a weight format or kernel with no backward."""
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"model": ("MODEL", {})}}
-
-    RETURN_TYPES = ("MODEL",)
-    FUNCTION = "patch"
-    CATEGORY = "FastVMT/testing"
 
     def patch(self, model):
         import torch
