@@ -8,9 +8,11 @@
   ``_MotionBlockReached``; no later block and no head is evaluated.
 * Backward under ComfyUI's ``torch.inference_mode()``. Weights loaded by a node are
   inference tensors, which autograd refuses to save. Each block in a gradient pass
-  runs under a per-block checkpoint with its parameters swapped for clones
-  (``torch.func.functional_call``), so at most one block's cloned weights exist at a
-  time: memory stays about one model.
+  runs with its parameters swapped for clones (``torch.func.functional_call``), under a
+  per-block checkpoint (one block's activations and cloned weights at a time) unless
+  activations are kept (faster; chosen by ``plan_memory`` from the estimate in
+  ``fastvmt_core/memory.py``, which also reserves the memory through ComfyUI's model
+  management before guidance).
 * Sampling. ``fastvmt_sampler_wrapper`` is a ``SAMPLER_SAMPLE`` wrapper on a cloned
   ModelPatcher. ``guided_range`` locates the guided share of the whole denoising
   process in this call's sigmas (so split calls guide what one call would). The
