@@ -21,15 +21,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .amf import frame_pairs
+from .amf import _CHUNK_ELEMENTS, _SUPER_TILE, frame_pairs
 from .settings import FastVMTSettings
 
 SAVED_PER_BLOCK_DIM = 12      # hidden states saved per block (see above)
 SAVED_PER_BLOCK_FFN = 1       # FFN hidden states saved per block
 MOTION_BLOCK_DIM = 4          # the motion block up to its RoPE'd queries/keys
 BACKWARD_TRANSIENT = 1.0      # gradients alive while one block runs backward, per saved byte
-AMF_CHUNK_ELEMENTS = 16 * 2**20  # fastvmt_core.amf._CHUNK_ELEMENTS: the window attention's chunk
-_TILE_SUPER = (2, 3)
 
 
 @dataclass(frozen=True)
@@ -45,7 +43,6 @@ class PassGeometry:
     act_bytes: int = 2          # bytes per element of the hidden state (compute dtype)
     weight_bytes: int = 2       # bytes per element of a cloned block weight
     batch: int = 1
-    text_tokens: int = 512
 
     @property
     def tokens(self) -> int:
@@ -80,10 +77,10 @@ def _motion_flow_bytes(g: PassGeometry, s: FastVMTSettings) -> int:
     pairs = max(g.frames - 1, 1)                         # frame pairs of the largest offset
     centre = 2 * pairs * tiles_y * tiles_x * hw * 4     # no-grad logits and softmax of one offset
     # Window attention gathers, per super-tile, the keys of its box of windows; processed
-    # in chunks of at most AMF_CHUNK_ELEMENTS (keys, logits and their gradients: 3 such).
-    groups = -(-tiles_y // _TILE_SUPER[0]) * -(-tiles_x // _TILE_SUPER[1])
-    box = min(g.height, _TILE_SUPER[0] * ty + s.window) * min(g.width, _TILE_SUPER[1] * tx + s.window)
-    window = 3 * 4 * min(AMF_CHUNK_ELEMENTS, pairs * groups * box * head_dim)
+    # in chunks of at most _CHUNK_ELEMENTS (keys, logits and their gradients: 3 such).
+    groups = -(-tiles_y // _SUPER_TILE[0]) * -(-tiles_x // _SUPER_TILE[1])
+    box = min(g.height, _SUPER_TILE[0] * ty + s.window) * min(g.width, _SUPER_TILE[1] * tx + s.window)
+    window = 3 * 4 * min(_CHUNK_ELEMENTS, pairs * groups * box * head_dim)
     return g.batch * (qk + centre + window)
 
 

@@ -17,7 +17,8 @@ KEEP_ACTIVATIONS_MODES = ("auto", "always", "never")
 # inputs carry the field names, so every default below is the node's, the example
 # workflows' and the benchmarks' default.
 STEP_SKIP_FIELDS = ("mode", "interval", "inner_steps", "lr_start", "lr_end", "guided_fraction", "lambda_amf",
-                    "lambda_window", "reference_noise", "reference_seed", "reference_sigma_cap", "exit_block", "keep_activations")
+                    "lambda_window", "reference_noise", "reference_seed", "reference_sigma_cap", "exit_block",
+                    "keep_activations")
 # Extract Motion's settings (stored in motion files); Step-Skip Settings holds the rest.
 EXTRACTION_FIELDS = ("motion_block", "temporal_span", "window", "tile", "tau")
 

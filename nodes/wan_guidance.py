@@ -305,7 +305,7 @@ def capture_qk(base_model, conds, x, sigma, model_options, block_index: int, cou
         if i == block_index:
             patch = _capture_patch(dm.blocks[i], counter)
             if last > block_index or stop_at < 0:
-                patch = _record_and_continue(dm.blocks[i], counter, captured, state)
+                patch = _record_and_continue(dm.blocks[i], counter, captured, state, keep_activations)
         elif i > block_index and i == last and stop_at >= 0:
             patch = _stop_patch(counter, captured)
         else:
@@ -332,7 +332,7 @@ def capture_qk(base_model, conds, x, sigma, model_options, block_index: int, cou
     return q.reshape(-1, f, h, w, q.shape[-1]), k.reshape(-1, f, h, w, k.shape[-1])
 
 
-def _record_and_continue(block, counter, captured, state):
+def _record_and_continue(block, counter, captured, state, keep_activations: bool):
     def patch(args, extra):
         counter.blocks += 1
         x = args["img"]
@@ -341,7 +341,7 @@ def _record_and_continue(block, counter, captured, state):
             return extra["original_block"](args)
         captured["qk"] = _call_with_params(block, _block_qk, x, args["vec"], args["pe"], clone=_QK_PARAMS,
                                            compute_dtype=x.dtype)
-        return {"img": _gradient_block(block, args, state, keep_activations=False)}
+        return {"img": _gradient_block(block, args, state, keep_activations)}
     return patch
 
 
@@ -462,7 +462,7 @@ def guide_latent(ctx: GuidanceContext, x: torch.Tensor, sigma, step_index: int) 
 
 # ---- memory: estimate, choose keep_activations, reserve --------------------------------
 
-def pass_geometry(base_model, latent_shape, text_tokens: int = 512) -> PassGeometry:
+def pass_geometry(base_model, latent_shape) -> PassGeometry:
     """fastvmt_core.memory's view of this model and latent."""
     dm = base_model.diffusion_model
     block = dm.blocks[0]
@@ -473,7 +473,7 @@ def pass_geometry(base_model, latent_shape, text_tokens: int = 512) -> PassGeome
     params = sum(math.prod(p.shape) for p in block.parameters())
     return PassGeometry(frames=f, height=h, width=w, dim=dm.dim, ffn_dim=block.ffn[0].out_features,
                         num_heads=dm.num_heads, block_params=params, act_bytes=size, weight_bytes=size,
-                        batch=latent_shape[0], text_tokens=text_tokens)
+                        batch=latent_shape[0])
 
 
 @dataclass
