@@ -793,6 +793,8 @@ class ComfyHost:
         dtype = cfg.pop("dtype", None)
         if name is None:
             name = "fastvmt_tiny_wan_d{dim}_l{num_layers}_i{in_dim}_o{out_dim}_f{ffn_dim}_s{seed}".format(**cfg)
+            if cfg.get("model_type", "t2v") != "t2v":
+                name += "_" + cfg["model_type"]
             if dtype is not None:
                 name += "_" + str(dtype).replace("torch.", "")
             name += ".safetensors"
@@ -818,6 +820,11 @@ class ComfyHost:
         """Cached tiny-random Wan 2.1 VAE, linked into models/vae; returns its name."""
         src = cached_tiny_wan_vae(seed=seed)
         return self.add_model_file("vae", src, f"fastvmt_tiny_wan21_vae_s{seed}.safetensors")
+
+    def tiny_vae22(self, *, seed: int = 0) -> str:
+        """Cached random-weight Wan 2.2 VAE (48 channels), linked into models/vae; returns its name."""
+        src = cached_tiny_wan_vae(seed=seed, version="2.2")
+        return self.add_model_file("vae", src, f"fastvmt_random_wan22_vae_s{seed}.safetensors")
 
 
 def pack_module(name: str):
@@ -1025,7 +1032,7 @@ def _init_tensor(name: str, shape, seed: int):
     return torch.randn(shape, generator=g) * 0.02
 
 
-def _wan_meta_state_dict(dim, num_layers, in_dim, out_dim, ffn_dim):
+def _wan_meta_state_dict(dim, num_layers, in_dim, out_dim, ffn_dim, model_type="t2v"):
     import torch
     prepare_comfy_imports()
     import comfy.ops
@@ -1033,37 +1040,40 @@ def _wan_meta_state_dict(dim, num_layers, in_dim, out_dim, ffn_dim):
     if dim % 128 != 0:
         raise ValueError("dim must be a multiple of 128 (ComfyUI derives num_heads = dim // 128)")
     with torch.device("meta"):
-        m = WanModel(model_type="t2v", patch_size=(1, 2, 2), in_dim=in_dim, dim=dim, ffn_dim=ffn_dim,
+        m = WanModel(model_type=model_type, patch_size=(1, 2, 2), in_dim=in_dim, dim=dim, ffn_dim=ffn_dim,
                      freq_dim=256, text_dim=4096, out_dim=out_dim, num_heads=dim // 128,
                      num_layers=num_layers, qk_norm=True, cross_attn_norm=True, eps=1e-6,
                      operations=comfy.ops.disable_weight_init)
     return {k: tuple(v.shape) for k, v in m.state_dict().items()}
 
 
-def tiny_wan_state_dict(*, dim=256, num_layers=16, in_dim=16, out_dim=16, ffn_dim=512, seed=0, dtype=None):
+def tiny_wan_state_dict(*, dim=256, num_layers=16, in_dim=16, out_dim=16, ffn_dim=512, seed=0, dtype=None,
+                        model_type="t2v"):
     """State dict with the exact keys/shapes of a Wan 2.1 T2V checkpoint
-    (as built by ComfyUI's WanModel) filled with seeded random values."""
+    (as built by ComfyUI's WanModel) filled with seeded random values.
+    ``model_type="i2v"`` adds the Wan 2.1 I2V image branch (img_emb, k_img / v_img)."""
     import torch
     dtype = dtype or torch.float32
-    shapes = _wan_meta_state_dict(dim, num_layers, in_dim, out_dim, ffn_dim)
+    shapes = _wan_meta_state_dict(dim, num_layers, in_dim, out_dim, ffn_dim, model_type)
     return {k: _init_tensor(k, s, seed).to(dtype).contiguous() for k, s in shapes.items()}
 
 
-def make_tiny_wan(path, *, dim=256, num_layers=16, in_dim=16, out_dim=16, ffn_dim=512, seed=0, dtype=None) -> Path:
-    """Write a tiny random Wan 2.1 (``in_dim=out_dim=48``: Wan 2.2 5B style)
-    diffusion model ``.safetensors`` that ComfyUI's model detection
-    recognises (num_heads = dim // 128, text_dim 4096, freq_dim 256, patch
-    1x2x2, qk_norm and cross_attn_norm)."""
+def make_tiny_wan(path, *, dim=256, num_layers=16, in_dim=16, out_dim=16, ffn_dim=512, seed=0, dtype=None,
+                  model_type="t2v") -> Path:
+    """Write a tiny random Wan 2.1 diffusion model ``.safetensors`` that ComfyUI's model
+    detection recognises (num_heads = dim // 128, text_dim 4096, freq_dim 256, patch
+    1x2x2, qk_norm and cross_attn_norm). Layouts: ``in_dim=out_dim=48``: Wan 2.2 TI2V 5B;
+    ``in_dim=36``: Wan 2.2 14B I2V; ``in_dim=36, model_type="i2v"``: Wan 2.1 I2V."""
     import torch
     from safetensors.torch import save_file
     dtype = dtype or torch.float32
     sd = tiny_wan_state_dict(dim=dim, num_layers=num_layers, in_dim=in_dim, out_dim=out_dim,
-                             ffn_dim=ffn_dim, seed=seed, dtype=dtype)
+                             ffn_dim=ffn_dim, seed=seed, dtype=dtype, model_type=model_type)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     meta = {"fastvmt_tiny": json.dumps(dict(dim=dim, num_layers=num_layers, in_dim=in_dim, out_dim=out_dim,
-                                            ffn_dim=ffn_dim, seed=seed, dtype=str(dtype),
+                                            ffn_dim=ffn_dim, seed=seed, dtype=str(dtype), model_type=model_type,
                                             version=WEIGHTS_VERSION))}
     save_file(sd, str(tmp), metadata=meta)
     os.replace(tmp, path)
@@ -1108,31 +1118,39 @@ def make_tiny_ltxv(path, *, num_layers=1, head_dim=4, seed=0, dtype=None) -> Pat
 
 WAN21_VAE_CONFIG = dict(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
                         temperal_downsample=[False, True, True], dropout=0.0)
+# ComfyUI builds the Wan 2.2 VAE with this fixed configuration (comfy/sd.py); ~705M parameters.
+WAN22_VAE_CONFIG = dict(WAN21_VAE_CONFIG, dim=160, z_dim=48)
 
 
-def _wan_vae_meta_shapes():
+def _wan_vae_meta_shapes(version: str = "2.1"):
     import torch
     prepare_comfy_imports()
-    from comfy.ldm.wan.vae import WanVAE
+    if version == "2.2":
+        from comfy.ldm.wan.vae2_2 import WanVAE
+        config = WAN22_VAE_CONFIG
+    else:
+        from comfy.ldm.wan.vae import WanVAE
+        config = WAN21_VAE_CONFIG
     with torch.device("meta"):
-        m = WanVAE(**WAN21_VAE_CONFIG)
+        m = WanVAE(**config)
     return {k: tuple(v.shape) for k, v in m.state_dict().items()}
 
 
-def make_tiny_wan_vae(path, seed: int = 0, dtype=None) -> Path:
-    """Write a random-weight Wan 2.1 VAE (the real, fixed architecture:
-    dim 96, z_dim 16, ~127M params) that ``comfy.sd.VAE`` detects from its
-    keys.  Saved in fp16 by default (~250 MB).  Slow-ish: prefer
+def make_tiny_wan_vae(path, seed: int = 0, dtype=None, version: str = "2.1") -> Path:
+    """Write a random-weight Wan VAE that ``comfy.sd.VAE`` detects from its keys: the
+    real, fixed architecture of Wan 2.1 (dim 96, z_dim 16, ~127M params, ~250 MB in fp16)
+    or Wan 2.2 (dim 160, z_dim 48, ~705M params, ~1.4 GB). Slow-ish: prefer
     ``cached_tiny_wan_vae``."""
     import torch
     from safetensors.torch import save_file
     dtype = dtype or torch.float16
-    shapes = _wan_vae_meta_shapes()
+    shapes = _wan_vae_meta_shapes(version)
     sd = {k: _init_tensor(k, s, seed).to(dtype).contiguous() for k, s in shapes.items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    save_file(sd, str(tmp), metadata={"fastvmt_tiny": json.dumps({"kind": "wan21_vae", "seed": seed,
+    kind = "wan22_vae" if version == "2.2" else "wan21_vae"
+    save_file(sd, str(tmp), metadata={"fastvmt_tiny": json.dumps({"kind": kind, "seed": seed,
                                                                   "version": WEIGHTS_VERSION})})
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
@@ -1146,18 +1164,19 @@ def _shapes_digest(shapes: dict) -> str:
     return h.hexdigest()[:10]
 
 
-def cached_tiny_wan_vae(seed: int = 0, directory: Optional[os.PathLike] = None) -> Path:
-    """Path of the random Wan 2.1 VAE in the persistent cache (built on first
-    use; the file name encodes WEIGHTS_VERSION, the seed and a digest of the
-    key/shape layout so stale files are never reused)."""
+def cached_tiny_wan_vae(seed: int = 0, directory: Optional[os.PathLike] = None, version: str = "2.1") -> Path:
+    """Path of the random Wan 2.1 (or ``version="2.2"``) VAE in the persistent cache
+    (built on first use; the file name encodes WEIGHTS_VERSION, the seed and a digest
+    of the key/shape layout so stale files are never reused)."""
     d = Path(directory) if directory is not None else cache_dir()
-    digest = _shapes_digest(_wan_vae_meta_shapes())
-    path = d / f"wan21_vae_random_v{WEIGHTS_VERSION}_s{seed}_{digest}.safetensors"
+    digest = _shapes_digest(_wan_vae_meta_shapes(version))
+    stem = "wan22_vae" if version == "2.2" else "wan21_vae"
+    path = d / f"{stem}_random_v{WEIGHTS_VERSION}_s{seed}_{digest}.safetensors"
     if path.is_file():
         return path
     d.mkdir(parents=True, exist_ok=True)
     lock = d / (path.name + ".lock")
-    _with_file_lock(lock, lambda: path.is_file() or make_tiny_wan_vae(path, seed=seed))
+    _with_file_lock(lock, lambda: path.is_file() or make_tiny_wan_vae(path, seed=seed, version=version))
     return path
 
 

@@ -12,6 +12,16 @@ All names start with ``FastVMTTest`` so they cannot clash with real nodes.
   same random values with one element set to NaN / +inf (a corrupt input).
 * FastVMTTestInspect     - output node taking anything; reports tensor stats
                            as UI output (lets any graph pass validation).
+* FastVMTTestClipVision  - stand-in for clip_vision_h: ComfyUI's own ClipVisionModel
+                           (the ViT-H layout, width 1280, so Wan's image branch takes
+                           its tokens) at toy depth and image size, seeded random weights.
+* FastVMTTestRecordModelCalls - a model clone that records what every model call
+                           receives (latent input, sigma, image concat, CLIP-vision
+                           tokens, denoise mask, whether it carries a gradient) in
+                           the class's ``records`` list, through an APPLY_MODEL wrapper.
+* FastVMTTestFrameMask   - MASK ``[frames, H, W]``: 0 on the first ``held_frames``
+                           frames, 1 elsewhere (a per-frame noise mask for
+                           SetLatentNoiseMask, like Wan22ImageToVideoLatent's).
 """
 import zlib
 
@@ -224,7 +234,87 @@ class FastVMTTestNoGradModel(_ModelPatchNode):
         return (m,)
 
 
+class FastVMTTestRecordModelCalls(_ModelPatchNode):
+    records = []  # one dict per model call, in order; tests clear it before a run
+
+    def patch(self, model):
+        import comfy.patcher_extension
+
+        def record(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
+            def copy(v):
+                return v.detach().float().cpu().clone() if torch.is_tensor(v) else None
+            FastVMTTestRecordModelCalls.records.append({
+                "grad": bool(x.requires_grad), "x": copy(x), "sigma": copy(t), "c_concat": copy(c_concat),
+                "clip_fea": copy(kwargs.get("clip_fea")), "denoise_mask": copy(kwargs.get("denoise_mask"))})
+            return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+
+        m = model.clone()
+        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "fastvmt_test_record", record)
+        return (m,)
+
+
+CLIP_VISION_STAND_IN = {  # clip_vision_config_h.json at 2 layers, 28 px images (2x2 patches + class token)
+    "attention_dropout": 0.0, "dropout": 0.0, "hidden_act": "gelu", "hidden_size": 1280, "image_size": 28,
+    "initializer_factor": 1.0, "initializer_range": 0.02, "intermediate_size": 64, "layer_norm_eps": 1e-05,
+    "model_type": "clip_vision_model", "num_attention_heads": 16, "num_channels": 3, "num_hidden_layers": 2,
+    "patch_size": 14, "projection_dim": 64, "torch_dtype": "float32",
+}
+
+
+class FastVMTTestClipVision:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED})}}
+
+    RETURN_TYPES = ("CLIP_VISION",)
+    FUNCTION = "load"
+    CATEGORY = "FastVMT/testing"
+
+    def load(self, seed):
+        import json
+        import math
+        import tempfile
+        import comfy.clip_vision
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+            json.dump(CLIP_VISION_STAND_IN, fh)
+        clip = comfy.clip_vision.ClipVisionModel(fh.name)
+        g = _generator(seed, "clip_vision")
+        sd = {}
+        for name, p in clip.get_sd().items():
+            if p.ndim >= 2:
+                sd[name] = torch.randn(p.shape, generator=g) / math.sqrt(p[0].numel())
+            elif "norm" in name and name.endswith("weight"):
+                sd[name] = torch.ones(p.shape)
+            else:
+                sd[name] = torch.randn(p.shape, generator=g) * 0.02
+        clip.load_sd(sd)
+        return (clip,)
+
+
+class FastVMTTestFrameMask:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "frames": ("INT", {"default": 2, "min": 1, "max": 1024}),
+            "height": ("INT", {"default": 8, "min": 1, "max": 4096}),
+            "width": ("INT", {"default": 8, "min": 1, "max": 4096}),
+            "held_frames": ("INT", {"default": 1, "min": 0, "max": 1024}),
+        }}
+
+    RETURN_TYPES = ("MASK",)
+    FUNCTION = "make"
+    CATEGORY = "FastVMT/testing"
+
+    def make(self, frames, height, width, held_frames):
+        mask = torch.ones((int(frames), int(height), int(width)))
+        mask[:int(held_frames)] = 0.0
+        return (mask.to(_intermediate_device()),)
+
+
 NODE_CLASS_MAPPINGS = {
+    "FastVMTTestRecordModelCalls": FastVMTTestRecordModelCalls,
+    "FastVMTTestClipVision": FastVMTTestClipVision,
+    "FastVMTTestFrameMask": FastVMTTestFrameMask,
     "FastVMTTestNoGradModel": FastVMTTestNoGradModel,
     "FastVMTTestNoGradAttention": FastVMTTestNoGradAttention,
     "FastVMTTestConditioning": FastVMTTestConditioning,
@@ -234,6 +324,9 @@ NODE_CLASS_MAPPINGS = {
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
+    "FastVMTTestRecordModelCalls": "FastVMT Test Record Model Calls",
+    "FastVMTTestClipVision": "FastVMT Test CLIP Vision (toy ViT-H layout)",
+    "FastVMTTestFrameMask": "FastVMT Test Frame Mask",
     "FastVMTTestNoGradModel": "FastVMT Test Model Without Gradient",
     "FastVMTTestNoGradAttention": "FastVMT Test Attention Without Gradient",
     "FastVMTTestConditioning": "FastVMT Test Conditioning (random UMT5 stand-in)",

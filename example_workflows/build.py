@@ -90,10 +90,20 @@ SPECS = {
     "VAEDecode": Spec("VAE Decode", "samples:LATENT vae:VAE", "IMAGE:IMAGE"),
     "CreateVideo": Spec("Create Video", "images:IMAGE fps:FLOAT audio:AUDIO?", "VIDEO:VIDEO"),
     "SaveVideo": Spec("Save Video", "video:VIDEO filename_prefix:STRING format:COMBO codec:COMBO", ""),
+    "LoadImage": Spec("Load Image", "image:COMBO", "IMAGE:IMAGE MASK:MASK", ui_widgets=("image",)),
+    "CLIPVisionLoader": Spec("Load CLIP Vision", "clip_name:COMBO", "CLIP_VISION:CLIP_VISION"),
+    "CLIPVisionEncode": Spec("CLIP Vision Encode", "clip_vision:CLIP_VISION image:IMAGE crop:COMBO",
+                             "CLIP_VISION_OUTPUT:CLIP_VISION_OUTPUT"),
+    "WanImageToVideo": Spec("WanImageToVideo", "positive:CONDITIONING negative:CONDITIONING vae:VAE width:INT "
+                            "height:INT length:INT batch_size:INT clip_vision_output:CLIP_VISION_OUTPUT? "
+                            "start_image:IMAGE?", "positive:CONDITIONING negative:CONDITIONING latent:LATENT"),
+    "Wan22ImageToVideoLatent": Spec("Wan22ImageToVideoLatent", "vae:VAE width:INT height:INT length:INT "
+                                    "batch_size:INT start_image:IMAGE?", "LATENT:LATENT"),
     "FastVMTExtractMotion": Spec(
         "Extract Motion (Sliding Window)",
         "model:MODEL width:INT height:INT length:INT motion_block:INT temporal_span:INT window:INT tile_rows:INT "
-        "tile_cols:INT tau:FLOAT images:IMAGE? vae:VAE? latent:LATENT? conditioning:CONDITIONING?",
+        "tile_cols:INT tau:FLOAT images:IMAGE? vae:VAE? latent:LATENT? conditioning:CONDITIONING? "
+        "clip_vision:CLIP_VISION?",
         "FASTVMT_MOTION:FASTVMT_MOTION", core=False),
     "FastVMTStepSkipSettings": Spec(
         "Step-Skip Settings",
@@ -123,18 +133,31 @@ WAN_VAE = "wan_2.1_vae.safetensors"
 HF22 = "https://huggingface.co/Comfy-Org/Wan_2.2_ComfyUI_Repackaged/resolve/main/split_files"
 WAN22_T2V_HIGH = "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors"
 WAN22_T2V_LOW = "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors"
+WAN22_I2V_HIGH = "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors"
+WAN22_I2V_LOW = "wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors"
+WAN22_TI2V_5B = "wan2.2_ti2v_5B_fp16.safetensors"
+WAN22_VAE = "wan2.2_vae.safetensors"
+WAN21_I2V_480P = "wan2.1_i2v_480p_14B_fp16.safetensors"
+CLIP_VISION_H = "clip_vision_h.safetensors"
 MODEL_FILES = {  # name -> (models/ folder, download url); shown by the frontend's missing-models dialog
     WAN_T2V_13B: ("diffusion_models", f"{HF}/diffusion_models/{WAN_T2V_13B}"),
     UMT5: ("text_encoders", f"{HF}/text_encoders/{UMT5}"),
     WAN_VAE: ("vae", f"{HF}/vae/{WAN_VAE}"),
     WAN22_T2V_HIGH: ("diffusion_models", f"{HF22}/diffusion_models/{WAN22_T2V_HIGH}"),
     WAN22_T2V_LOW: ("diffusion_models", f"{HF22}/diffusion_models/{WAN22_T2V_LOW}"),
+    WAN22_I2V_HIGH: ("diffusion_models", f"{HF22}/diffusion_models/{WAN22_I2V_HIGH}"),
+    WAN22_I2V_LOW: ("diffusion_models", f"{HF22}/diffusion_models/{WAN22_I2V_LOW}"),
+    WAN22_TI2V_5B: ("diffusion_models", f"{HF22}/diffusion_models/{WAN22_TI2V_5B}"),
+    WAN22_VAE: ("vae", f"{HF22}/vae/{WAN22_VAE}"),
+    WAN21_I2V_480P: ("diffusion_models", f"{HF}/diffusion_models/{WAN21_I2V_480P}"),
+    CLIP_VISION_H: ("clip_vision", f"{HF}/clip_vision/{CLIP_VISION_H}"),
 }
 
 NEGATIVE = ("色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，"
             "JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，"
             "手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走")
 REFERENCE_VIDEO = "reference.mp4"
+START_IMAGE = "start_image.png"
 SIZE = dict(width=832, height=480, length=81)
 
 LOADER_COLOR = ("#322", "#533")
@@ -236,16 +259,21 @@ def _loaders(g: Graph, x=0, y=0, clip=True):
     return unet, clip_node, vae
 
 
-def _reference(g: Graph, unet, clip, vae, x, y, motion_block=None):
+def _reference(g: Graph, unet, clip, vae, x, y, motion_block=None, size=None, clip_vision=None):
+    """Reference video -> Extract Motion (``size``: the generation's width / height / length;
+    ``clip_vision``: the CLIP vision loader of a Wan 2.1 image-to-video workflow)."""
     d = SETTINGS.FastVMTSettings()
+    size = SIZE if size is None else size
     video = g.add("LoadVideo", (x, y), title="Reference Video", size=(320, 330), file=REFERENCE_VIDEO)
     comps = g.add("GetVideoComponents", (x, y + 370), video=video)
     ref_prompt = g.add("CLIPTextEncode", (x + 360, y + 420), title="Reference Prompt (empty)", size=(320, 100),
                        clip=clip, text="")
+    extra = {} if clip_vision is None else {"clip_vision": clip_vision}
     extract = g.add("FastVMTExtractMotion", (x + 360, y), model=unet, images=comps.out("images"), vae=vae,
-                    conditioning=ref_prompt, width=SIZE["width"], height=SIZE["height"], length=SIZE["length"],
+                    conditioning=ref_prompt, width=size["width"], height=size["height"], length=size["length"],
                     motion_block=d.motion_block if motion_block is None else motion_block,
-                    temporal_span=d.temporal_span, window=d.window, tile_rows=d.tile[0], tile_cols=d.tile[1], tau=d.tau)
+                    temporal_span=d.temporal_span, window=d.window, tile_rows=d.tile[0], tile_cols=d.tile[1], tau=d.tau,
+                    **extra)
     return video, comps, ref_prompt, extract
 
 
@@ -485,7 +513,214 @@ def wf_two_experts() -> Graph:
     return g
 
 
-WORKFLOWS = [wf_guidance_sampler, wf_apply_motion, wf_extract_save, wf_reuse, wf_uni_pc, wf_two_experts]
+# ---------------------------------------------------------------------------
+# image-to-video
+# ---------------------------------------------------------------------------
+
+START_COLOR = "#A88"
+I2V_POSITIVE = ("The subject in the image moves naturally through the scene, following the motion of the "
+                "reference clip, soft natural light, cinematic, highly detailed.")
+
+
+def _models_note(title: str, files) -> str:
+    lines = [f"Models ({title}):"] + [f"- models/{MODEL_FILES[f][0]}/{f}" for f in files]
+    return "\n".join(lines) + "\nA missing file shows as a red loader; the frontend offers the download."
+
+
+def _i2v_note(needs: str, latent_node: str, size_line: str) -> str:
+    return (
+        "Image-to-video: the video starts from 'Start Image'. Extract Motion conditions the reference pass the "
+        "same way, on the reference clip's own first frame, as the generation is conditioned on the start "
+        f"image. {needs}\n\n"
+        "For best results the start image should resemble the reference's first frame in layout: the subject "
+        "in the same place, at a similar size and from a similar viewpoint.\n\n"
+        "Reference video: upload your clip in 'Reference Video' (the first 'length' frames are used, resized "
+        "and centre-cropped).\n\n"
+        f"Size: 'Extract Motion' width / height / length must equal {latent_node}'s (change both together). "
+        + size_line)
+
+
+def _i2v_inputs(g: Graph, *, unet_names: list, vae_name: str, shift: float, size: dict, motion_block: int,
+                clip_vision: bool = False, latent_type: str = "WanImageToVideo") -> dict:
+    """Loaders, start image, reference motion, prompts, the generation latent and Step-Skip
+    Settings of the image-to-video workflows. ``unet_names``: one model, or the high- and
+    low-noise experts (the motion is extracted with the first)."""
+    two = len(unet_names) == 2
+    expert = (" (high noise)", " (low noise)") if two else ("",)
+    loaders, shifted = [], []
+    for i, name in enumerate(unet_names):
+        loaders.append(g.add("UNETLoader", (0, 150 * i), title=f"Load Diffusion Model{expert[i]}" if two else None,
+                             color=LOADER_COLOR, unet_name=name, weight_dtype="default"))
+        shifted.append(g.add("ModelSamplingSD3", (380, 150 * i), size=(320, 60),
+                             title=f"Shift{expert[i]}" if two else None, model=loaders[i], shift=shift))
+    y = 150 * len(unet_names)
+    clip = g.add("CLIPLoader", (0, y), clip_name=UMT5, type="wan", device="default", color=LOADER_COLOR)
+    vae = g.add("VAELoader", (0, y + 180), vae_name=vae_name, color=LOADER_COLOR)
+    models = [*loaders, *shifted, clip, vae]
+    vision = None
+    if clip_vision:
+        vision = g.add("CLIPVisionLoader", (0, y + 310), clip_name=CLIP_VISION_H, color=LOADER_COLOR)
+        models.append(vision)
+    y_img = max(n.pos[1] + n.size[1] for n in models) + 100
+    image = g.add("LoadImage", (0, y_img), title="Start Image", size=(320, 360), image=START_IMAGE)
+    start = [image]
+    vision_out = None
+    if clip_vision:
+        vision_out = g.add("CLIPVisionEncode", (380, y_img), title="CLIP Vision Encode (start image)",
+                           clip_vision=vision, image=image.out("IMAGE"), crop="none")
+        start.append(vision_out)
+    video, comps, ref_prompt, extract = _reference(g, shifted[0], clip, vae, 0, y_img + 460, motion_block, size,
+                                                   vision)
+    pos, neg = _prompts(g, clip, 760, 0, I2V_POSITIVE)
+    if latent_type == "WanImageToVideo":
+        latent = g.add("WanImageToVideo", (760, 440), size=(420, 250), positive=pos, negative=neg, vae=vae,
+                       **({"clip_vision_output": vision_out} if clip_vision else {}), start_image=image.out("IMAGE"),
+                       batch_size=1, **size)
+        positive, negative, latent_out = latent.out("positive"), latent.out("negative"), latent.out("latent")
+    else:
+        latent = g.add("Wan22ImageToVideoLatent", (760, 440), size=(420, 180), vae=vae,
+                       start_image=image.out("IMAGE"), batch_size=1, **size)
+        positive, negative, latent_out = pos.out(0), neg.out(0), latent.out(0)
+    settings = _settings(g, (760, latent.pos[1] + latent.size[1] + 50))
+    return dict(models=models, unets=shifted, clip=clip, vae=vae, start=start, video=video, comps=comps,
+                extract=extract, ref_prompt=ref_prompt, pos=pos, neg=neg, latent=latent, positive=positive,
+                negative=negative, latent_out=latent_out, settings=settings)
+
+
+def _i2v_notes_and_groups(g: Graph, n: dict, models_note: str, i2v_note: str, guidance: list, out, note: str,
+                          note_pos, note_size) -> None:
+    n1 = g.note(models_note, (-420, 0), (380, 220), "Models")
+    n2 = g.note(i2v_note, (-420, n["video"].pos[1]), (380, 520), "Start image, reference video and size")
+    n3 = g.note(note, note_pos, note_size, "Prompt and guidance")
+    g.group("Models", [*n["models"], n1])
+    g.group("Start image", n["start"], START_COLOR)
+    g.group("Reference motion", [n["video"], n["comps"], n["ref_prompt"], n["extract"], n2], "#8A8")
+    g.group("Prompts and guidance", [n["pos"], n["neg"], n["latent"], n["settings"], *guidance, n3], "#88A")
+    g.group("Output", list(out), "#a1309b")
+
+
+NOTE_STEP_SKIP = ("Step-Skip Settings are the paper's defaults (effi_AMF, interval 3, 10 inner steps, the first "
+                  "20% of the steps guided). The node is optional. mode 'No_transfer' gives plain image-to-video "
+                  "for comparison.")
+
+
+def _fps_note(fps: int, template: str) -> str:
+    return (f"Videos are written at {fps} fps, as in ComfyUI's {template} template; connect Get Video "
+            "Components' fps to Create Video's fps to play at the reference clip's speed instead.")
+
+
+I2V_14B_SIZE = dict(width=640, height=640, length=81)
+
+NOTE_I2V_TWO_EXPERTS = (
+    "Prompt: describe the video that starts from the start image; the motion comes from the reference.\n\n"
+    "Wan 2.2 14B I2V uses two experts: the high-noise model denoises steps 0-10 of 20, the low-noise model "
+    "steps 10-20 (the split of ComfyUI's template: euler / simple, cfg 3.5, shift 8). The motion is applied to "
+    "both. FastVMT guides the first 20% of the WHOLE schedule, so steps 1-4 are guided, all by the high-noise "
+    "expert; the low-noise expert's call lies outside the guided range and runs plain (its summary in the log "
+    "says so). Connecting it to the low-noise expert too keeps the recipe the same for other splits.\n\n"
+    "4-step lightx2v LoRA (the template's second variant): add 'LoraLoaderModelOnly' with "
+    "wan2.2_i2v_lightx2v_4steps_lora_v1_high_noise / _low_noise after each loader, then shift 5, steps 4, "
+    "cfg 1, split 0-2 / 2-4 (step 1 is guided).\n\n"
+    "motion_block 20 is the middle of the 14B's 40 blocks. " + NOTE_STEP_SKIP + "\n\n"
+    + _fps_note(16, "Wan 2.2 14B image-to-video"))
+
+
+def wf_i2v_two_experts() -> Graph:
+    g = Graph("fastvmt_wan22_i2v_14b_two_experts",
+              "FastVMT motion transfer on Wan 2.2 14B I2V: a start image, high- and low-noise experts, two "
+              "KSamplerAdvanced.")
+    n = _i2v_inputs(g, unet_names=[WAN22_I2V_HIGH, WAN22_I2V_LOW], vae_name=WAN_VAE, shift=8.0,
+                    size=I2V_14B_SIZE, motion_block=20)
+    high, low = n["unets"]
+    apply_high = g.add("FastVMTApplyMotion", (1220, 0), title="Apply FastVMT Motion (high noise)", model=high,
+                       motion=n["extract"], settings=n["settings"])
+    apply_low = g.add("FastVMTApplyMotion", (1220, 150), title="Apply FastVMT Motion (low noise)", model=low,
+                      motion=n["extract"], settings=n["settings"])
+    first = g.add("KSamplerAdvanced", (1220, 300), title="KSampler (high noise, steps 0-10)",
+                  model=apply_high, positive=n["positive"], negative=n["negative"], latent_image=n["latent_out"],
+                  add_noise="enable", noise_seed=42, steps=20, cfg=3.5, sampler_name="euler", scheduler="simple",
+                  start_at_step=0, end_at_step=10, return_with_leftover_noise="enable")
+    second = g.add("KSamplerAdvanced", (1220, 720), title="KSampler (low noise, steps 10-20)",
+                   model=apply_low, positive=n["positive"], negative=n["negative"], latent_image=first,
+                   add_noise="disable", noise_seed=0, steps=20, cfg=3.5, sampler_name="euler", scheduler="simple",
+                   start_at_step=10, end_at_step=10000, return_with_leftover_noise="disable")
+    out = _output(g, second, n["vae"], 16.0, 1620, 0, "video/fastvmt_wan22_i2v")
+    _i2v_notes_and_groups(
+        g, n, _models_note("Comfy-Org's repackaged Wan 2.2", [WAN22_I2V_HIGH, WAN22_I2V_LOW, UMT5, WAN_VAE]),
+        _i2v_note("It needs the reference frames ('images') and the VAE; its model is the high-noise expert, "
+                  "the one that runs the guided steps.", "WanImageToVideo",
+                  "640x640x81 is the size of ComfyUI's template; Wan 2.2 14B also does 1280x720 (more memory "
+                  "and time)."),
+        [apply_high, apply_low, first, second], out, NOTE_I2V_TWO_EXPERTS, (1220, 1130), (340, 680))
+    return g
+
+
+TI2V_5B_SIZE = dict(width=1280, height=704, length=121)
+
+NOTE_TI2V_5B = (
+    "Prompt: describe the video that starts from the start image; the motion comes from the reference.\n\n"
+    "The sampler settings of ComfyUI's Wan 2.2 5B template: uni_pc / simple, 20 steps, cfg 5, shift 8. The "
+    "first 20% of the process (4 of 20 steps) is guided; UniPC cannot take one step on its own, so those 4 "
+    "steps are Euler steps and UniPC takes over from step 5.\n\n"
+    "motion_block 14 is the paper's block for a 30-block model, as the 5B is. " + NOTE_STEP_SKIP + "\n\n"
+    + _fps_note(24, "Wan 2.2 5B"))
+
+
+def wf_ti2v_5b() -> Graph:
+    g = Graph("fastvmt_wan22_ti2v_5b",
+              "FastVMT motion transfer on Wan 2.2 TI2V 5B from a start image (Wan22ImageToVideoLatent).")
+    n = _i2v_inputs(g, unet_names=[WAN22_TI2V_5B], vae_name=WAN22_VAE, shift=8.0, size=TI2V_5B_SIZE,
+                    motion_block=14, latent_type="Wan22ImageToVideoLatent")
+    sampler = g.add("FastVMTGuidanceSampler", (1220, 0), size=(340, 380), model=n["unets"][0],
+                    positive=n["positive"], negative=n["negative"], latent_image=n["latent_out"], motion=n["extract"],
+                    settings=n["settings"], seed=42, steps=20, cfg=5.0, sampler_name="uni_pc", scheduler="simple",
+                    denoise=1.0)
+    out = _output(g, sampler, n["vae"], 24.0, 1620, 0, "video/fastvmt_wan22_5b")
+    _i2v_notes_and_groups(
+        g, n, _models_note("Comfy-Org's repackaged Wan 2.2", [WAN22_TI2V_5B, UMT5, WAN22_VAE]),
+        _i2v_note("The 5B keeps the start image in the latent itself (Wan22ImageToVideoLatent's noise mask), so "
+                  "Extract Motion needs only the reference frames ('images') and the Wan 2.2 VAE.",
+                  "Wan22ImageToVideoLatent",
+                  "1280x704x121 at 24 fps is the 5B's native 720p (the template's size); sizes are multiples of "
+                  "32. Smaller sizes (e.g. 640x352, 49 frames) run much faster."),
+        [sampler], out, NOTE_TI2V_5B, (1220, 420), (340, 460))
+    return g
+
+
+I2V_21_SIZE = dict(width=512, height=512, length=33)
+
+NOTE_I2V_21 = (
+    "Prompt: describe the video that starts from the start image; the motion comes from the reference.\n\n"
+    "The sampler settings of ComfyUI's Wan 2.1 image-to-video template: uni_pc / simple, 20 steps, cfg 6, "
+    "shift 8. The first 20% of the process (4 of 20 steps) is guided; UniPC cannot take one step on its own, "
+    "so those 4 steps are Euler steps and UniPC takes over from step 5.\n\n"
+    "motion_block 20 is the middle of the 14B's 40 blocks. " + NOTE_STEP_SKIP + "\n\n"
+    + _fps_note(16, "Wan 2.1 image-to-video"))
+
+
+def wf_i2v_wan21() -> Graph:
+    g = Graph("fastvmt_wan21_i2v_480p",
+              "FastVMT motion transfer on Wan 2.1 I2V 480p 14B from a start image (CLIP vision + WanImageToVideo).")
+    n = _i2v_inputs(g, unet_names=[WAN21_I2V_480P], vae_name=WAN_VAE, shift=8.0, size=I2V_21_SIZE,
+                    motion_block=20, clip_vision=True)
+    sampler = g.add("FastVMTGuidanceSampler", (1220, 0), size=(340, 380), model=n["unets"][0],
+                    positive=n["positive"], negative=n["negative"], latent_image=n["latent_out"], motion=n["extract"],
+                    settings=n["settings"], seed=42, steps=20, cfg=6.0, sampler_name="uni_pc", scheduler="simple",
+                    denoise=1.0)
+    out = _output(g, sampler, n["vae"], 16.0, 1620, 0, "video/fastvmt_wan21_i2v")
+    _i2v_notes_and_groups(
+        g, n, _models_note("Comfy-Org's repackaged Wan 2.1", [WAN21_I2V_480P, UMT5, WAN_VAE, CLIP_VISION_H]),
+        _i2v_note("It needs the reference frames ('images'), the VAE and, for Wan 2.1's CLIP-vision image "
+                  "branch, the CLIP vision model on 'clip_vision' (the same Load CLIP Vision that encodes the "
+                  "start image).", "WanImageToVideo",
+                  "512x512x33 is the size of ComfyUI's template; the 480p model's native size is 832x480x81 "
+                  "(more memory and time)."),
+        [sampler], out, NOTE_I2V_21, (1220, 420), (340, 460))
+    return g
+
+
+WORKFLOWS = [wf_guidance_sampler, wf_apply_motion, wf_extract_save, wf_reuse, wf_uni_pc, wf_two_experts,
+             wf_i2v_two_experts, wf_ti2v_5b, wf_i2v_wan21]
 
 
 # ---------------------------------------------------------------------------

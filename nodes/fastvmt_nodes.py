@@ -17,8 +17,9 @@ import nodes as comfy_nodes
 
 from ..fastvmt_core import KEEP_ACTIVATIONS_MODES, MODES, REFERENCE_NOISE_MODES, FastVMTSettings
 from .fidelity_node import MotionFidelity
-from .motion import MotionReference, read_motion_file, write_motion_file
-from .wan_guidance import apply_fastvmt, check_block_index, check_motion_matches, wan_geometry
+from .motion import MotionReference, ReferenceImage, read_motion_file, write_motion_file
+from .wan_guidance import (apply_fastvmt, check_block_index, check_masked_latent, check_motion_matches,
+                           check_start_image, wan_geometry)
 
 log = logging.getLogger("FastVMT")
 
@@ -56,6 +57,29 @@ def _prepare_frames(images: torch.Tensor, width: int, height: int, length: int):
         frames = comfy.utils.common_upscale(frames.movedim(-1, 1), width, height, "bilinear", "center").movedim(1, -1)
         notes.append(f"resized and centre-cropped to {width}x{height}")
     return frames, ", ".join(notes)
+
+
+def reference_image(geometry, ref_latent: torch.Tensor, frames, vae, clip_vision) -> ReferenceImage | None:
+    """The reference's own first frame as the image-to-video conditioning of its pass,
+    built the way WanImageToVideo (concat models) or Wan22ImageToVideoLatent (TI2V) build
+    the generation's from the start image. None for text-to-video models."""
+    kind = geometry.image_to_video
+    if kind is None:
+        return None
+    _, _, f, h, w = ref_latent.shape
+    mask = torch.ones((1, 1, f, h, w))
+    mask[:, :, :1] = 0.0  # one start frame: the first latent frame
+    if kind == "first_frame":
+        return ReferenceImage("first_frame", mask)
+    start = torch.full_like(frames, 0.5)  # the first frame, then grey, as WanImageToVideo encodes it
+    start[:1] = frames[:1]
+    concat = vae.encode(start).float().cpu()
+    _check_finite(concat, "vae output")
+    tokens = None
+    if geometry.image_branch:  # crop "none", as in ComfyUI's Wan 2.1 image-to-video template
+        tokens = clip_vision.encode_image(frames[:1], crop=False).penultimate_hidden_states.float().cpu()
+        _check_finite(tokens, "clip_vision output")
+    return ReferenceImage("concat", mask, concat, tokens)
 
 
 class ExtractMotion(io.ComfyNode):
@@ -104,6 +128,11 @@ class ExtractMotion(io.ComfyNode):
                              tooltip="Tokens per tile horizontally (paper: 4)."),
                 io.Float.Input("tau", default=DEFAULTS.tau, min=0.001, max=100.0, step=0.01,
                                tooltip="Attention temperature of the motion flow; lower is sharper. Default 1.0."),
+                io.ClipVision.Input("clip_vision", optional=True,
+                                    tooltip="Image-to-video with Wan 2.1 I2V only: the CLIP vision model "
+                                            "(clip_vision_h.safetensors, Load CLIP Vision) that encodes the start "
+                                            "image. It encodes the reference's first frame, so the reference pass "
+                                            "is conditioned like the generation."),
             ],
             outputs=[Motion.Output("motion", tooltip="Reference motion for FastVMT Guidance Sampler, Apply "
                                    "FastVMT Motion or Save Motion.")],
@@ -111,7 +140,7 @@ class ExtractMotion(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, width, height, length, motion_block, temporal_span, window, tile_rows, tile_cols, tau,
-                images=None, vae=None, latent=None, conditioning=None) -> io.NodeOutput:
+                images=None, vae=None, latent=None, conditioning=None, clip_vision=None) -> io.NodeOutput:
         geometry = wan_geometry(model)
         settings = _settings_or_error(motion_block=motion_block, temporal_span=temporal_span, window=window,
                                       tile=(tile_rows, tile_cols), tau=tau)
@@ -119,6 +148,18 @@ class ExtractMotion(io.ComfyNode):
         if latent is not None and images is not None:
             raise ValueError("images / latent: connect either reference images (with vae) or an encoded latent, "
                              "not both")
+        if geometry.image_to_video == "concat":
+            needs = [name for name, value in (("images", images), ("vae", vae)) if value is None]
+            if geometry.image_branch and clip_vision is None:
+                needs.append("clip_vision")
+            if needs:
+                raise ValueError(f"{' / '.join(needs)}: this is a Wan image-to-video model; its reference pass is "
+                                 "conditioned on the reference's first frame the way the generation is conditioned "
+                                 "on the start image, so connect the reference frames to 'images', the Wan VAE to "
+                                 "'vae'" + (" and the CLIP vision model (clip_vision_h.safetensors) to "
+                                            "'clip_vision'" if geometry.image_branch else "")
+                                 + (" instead of an encoded latent" if latent is not None else ""))
+        frames = None
         if latent is not None:
             samples = latent["samples"]
             if samples.ndim != 5 or samples.shape[0] < 1 or samples.shape[2] < 1:
@@ -144,8 +185,11 @@ class ExtractMotion(io.ComfyNode):
             raise ValueError(f"latent: the reference latent has {ref.shape[1]} channels but this model uses "
                              f"{geometry.latent_channels}; use the VAE that matches the model "
                              "(Wan 2.1 VAE: 16 channels, Wan 2.2 VAE: 48)")
+        image = reference_image(geometry, ref, frames, vae, clip_vision)
+        if clip_vision is not None and not geometry.image_branch:
+            source += "; clip_vision not used (this model has no CLIP-vision image branch)"
         motion = MotionReference(latent=ref, settings=settings, conditioning=conditioning,
-                                 geometry=geometry.to_dict(), source=source)
+                                 geometry=geometry.to_dict(), source=source, image=image)
         text = motion.summary()
         log.info("%s", text)
         return io.NodeOutput(motion, ui=ui.PreviewText(text))
@@ -289,8 +333,12 @@ class GuidanceSampler(io.ComfyNode):
                 motion, settings=None) -> io.NodeOutput:
         report = {}
         patched, resolved = apply_fastvmt(model, motion, settings, report=report)
-        if resolved.guided:  # fail before sampling starts, naming both inputs
-            check_motion_matches(motion, wan_geometry(model), latent_image["samples"].shape, "motion / latent_image")
+        if resolved.guided:  # fail before sampling starts, naming the inputs
+            geometry = wan_geometry(model)
+            check_motion_matches(motion, geometry, latent_image["samples"].shape, "motion / latent_image")
+            check_start_image(geometry, positive)
+            if latent_image.get("noise_mask") is not None:
+                check_masked_latent(motion, geometry, "motion / latent_image")
         (out,) = comfy_nodes.common_ksampler(patched, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                                              latent_image, denoise=denoise)
         text = report.get("text", f"FastVMT {resolved.mode}: no guided steps; plain sampling")

@@ -14,7 +14,34 @@ from ..fastvmt_core import EXTRACTION_FIELDS, FastVMTSettings, frame_pairs
 
 
 FILE_FORMAT = "fastvmt-motion"
-FILE_VERSION = 1
+FILE_VERSION = 2  # 2: image-to-video conditioning of the reference pass ("image"); 1 still loads (no image)
+IMAGE_KINDS = ("concat", "first_frame")
+
+
+@dataclass
+class ReferenceImage:
+    """How the reference pass is conditioned on the reference's own first frame, the way an
+    image-to-video generation is conditioned on the user's start image.
+
+    kind "concat" (Wan 2.1 I2V, Wan 2.2 14B I2V: the start image is concatenated to the
+    latent): ``concat_latent`` is the VAE encoding of the first frame followed by grey
+    frames, ``mask`` [1, 1, F, H, W] is 0 on the given latent frame (both as WanImageToVideo
+    builds them); ``clip_vision`` holds the first frame's penultimate CLIP-vision states
+    [1, tokens, 1280] for models with an image branch (Wan 2.1 I2V), else None.
+    kind "first_frame" (Wan 2.2 TI2V 5B): the reference latent's own first frame is held
+    clean where ``mask`` is 0, as Wan22ImageToVideoLatent's noise mask holds the image.
+    """
+
+    kind: str
+    mask: torch.Tensor
+    concat_latent: torch.Tensor | None = None
+    clip_vision: torch.Tensor | None = None
+
+    def describe(self) -> str:
+        if self.kind == "concat":
+            return ("image-to-video: the reference pass sees its own first frame as the start image"
+                    + (" (and its CLIP-vision tokens)" if self.clip_vision is not None else ""))
+        return "image-to-video: the reference pass holds its own first latent frame clean"
 
 
 @dataclass
@@ -27,6 +54,7 @@ class MotionReference:
                   generation's positive prompt is used).
     geometry:     the extracting model's geometry (WanGeometry.to_dict()), for checks.
     source:       a human-readable note of where the reference came from.
+    image:        image-to-video conditioning of the reference pass, or None (text-to-video).
     """
 
     latent: torch.Tensor
@@ -34,6 +62,7 @@ class MotionReference:
     conditioning: list | None
     geometry: dict
     source: str = ""
+    image: ReferenceImage | None = None
 
     def token_grid(self) -> tuple[int, int, int]:
         _, _, f, h, w = self.latent.shape
@@ -47,6 +76,7 @@ class MotionReference:
         return (f"FastVMT motion: {f} latent frames, {h}x{w} token grid, {n_pairs} frame pairs "
                 f"(span {s.temporal_span}), window {s.window}, tile {s.tile[0]}x{s.tile[1]}, tau {s.tau}, "
                 f"block {s.motion_block} of {self.geometry.get('num_blocks', '?')}; reference pass uses {cond}."
+                + (f"\n{self.image.describe()}" if self.image is not None else "")
                 + (f"\n{self.source}" if self.source else ""))
 
 
@@ -70,12 +100,22 @@ def motion_file_bytes(motion: MotionReference) -> bytes:
             if isinstance(pooled, torch.Tensor):
                 tensors[f"conditioning.{i}.pooled"] = pooled.detach().float().cpu().contiguous()
             cond_meta.append({"pooled": isinstance(pooled, torch.Tensor)})
+    image_meta = None
+    if motion.image is not None:
+        img = motion.image
+        image_meta = {"kind": img.kind, "clip_vision": img.clip_vision is not None}
+        tensors["image.mask"] = img.mask.detach().float().cpu().contiguous()
+        if img.concat_latent is not None:
+            tensors["image.concat_latent"] = img.concat_latent.detach().float().cpu().contiguous()
+        if img.clip_vision is not None:
+            tensors["image.clip_vision"] = img.clip_vision.detach().float().cpu().contiguous()
     metadata = {
         "format": FILE_FORMAT,
         "version": str(FILE_VERSION),
         "settings": json.dumps({k: v for k, v in motion.settings.to_dict().items() if k in EXTRACTION_FIELDS}),
         "geometry": json.dumps(motion.geometry),
         "conditioning": json.dumps(cond_meta),
+        "image": json.dumps(image_meta),
         "source": motion.source,
     }
     return save(tensors, metadata=metadata)
@@ -153,6 +193,13 @@ def parse_motion(meta: dict, tensors: dict, name: str) -> MotionReference:
     cond_meta = json_field("conditioning", (list, type(None)), "a JSON list or null")
     if "source" not in meta:
         fail("source", "is missing")
+    image_meta = json_field("image", (dict, type(None)), "a JSON object or null") if version >= 2 else None
+    if image_meta is not None:
+        if set(image_meta) != {"kind", "clip_vision"} or image_meta["kind"] not in IMAGE_KINDS \
+                or type(image_meta["clip_vision"]) is not bool:
+            fail("image", f'must be {{"kind": {" or ".join(map(repr, IMAGE_KINDS))}, "clip_vision": true|false}}')
+        if image_meta["kind"] == "first_frame" and image_meta["clip_vision"]:
+            fail("image", "kind 'first_frame' carries no CLIP-vision tokens")
 
     expected = {"reference_latent"}
     for i, entry in enumerate(cond_meta or []):
@@ -161,6 +208,12 @@ def parse_motion(meta: dict, tensors: dict, name: str) -> MotionReference:
         expected.add(f"conditioning.{i}")
         if entry["pooled"]:
             expected.add(f"conditioning.{i}.pooled")
+    if image_meta is not None:
+        expected.add("image.mask")
+        if image_meta["kind"] == "concat":
+            expected.add("image.concat_latent")
+        if image_meta["clip_vision"]:
+            expected.add("image.clip_vision")
     for key in sorted(expected - set(tensors)):
         fail(f"tensor '{key}'", "is missing")
     for key in sorted(set(tensors) - expected):
@@ -188,5 +241,27 @@ def parse_motion(meta: dict, tensors: dict, name: str) -> MotionReference:
         for i, entry in enumerate(cond_meta):
             extra_d = {"pooled_output": check_tensor(f"conditioning.{i}.pooled", 2)} if entry["pooled"] else {}
             conditioning.append([check_tensor(f"conditioning.{i}", 3), extra_d])
+    image = None
+    if image_meta is not None:
+        frames_hw = tuple(latent.shape[2:])
+        mask = check_tensor("image.mask", 5)
+        if tuple(mask.shape) != (1, 1) + frames_hw:
+            fail("tensor 'image.mask'", f"must have shape {(1, 1) + frames_hw} (the reference latent's frames and "
+                 f"size), got {tuple(mask.shape)}")
+        if bool(((mask < 0) | (mask > 1)).any()):
+            fail("tensor 'image.mask'", "must hold values between 0 and 1")
+        concat = None
+        if image_meta["kind"] == "concat":
+            concat = check_tensor("image.concat_latent", 5)
+            if tuple(concat.shape) != tuple(latent.shape):
+                fail("tensor 'image.concat_latent'", f"must have the reference latent's shape {tuple(latent.shape)}, "
+                     f"got {tuple(concat.shape)}")
+        clip = None
+        if image_meta["clip_vision"]:
+            clip = check_tensor("image.clip_vision", 3)
+            if clip.shape[0] != 1:
+                fail("tensor 'image.clip_vision'", f"must be one image's tokens [1, tokens, width], got shape "
+                     f"{tuple(clip.shape)}")
+        image = ReferenceImage(kind=image_meta["kind"], mask=mask, concat_latent=concat, clip_vision=clip)
     return MotionReference(latent=latent, settings=settings, conditioning=conditioning, geometry=geometry,
-                           source=meta["source"])
+                           source=meta["source"], image=image)

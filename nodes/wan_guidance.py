@@ -22,6 +22,11 @@
   step from it, drawing from one noise stream for the whole call. The stock KSampler,
   KSamplerAdvanced, SamplerCustomAdvanced and our Guidance Sampler node all go
   through it.
+* Image-to-video. ``reference_conditioning`` gives the reference pass the reference's
+  own first frame where the generation has the user's start image (concat latent, mask,
+  CLIP-vision tokens; or TI2V's held first frame), and ``HeldEntries`` keeps latent
+  entries under a denoise mask out of the optimisation while showing them to the model
+  as ComfyUI's KSamplerX0Inpaint does.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from torch.utils.checkpoint import checkpoint
 
 import comfy.ldm.modules.attention as comfy_attention
 import comfy.ldm.wan.model as wan_model
+import comfy.clip_vision
+import comfy.model_base
 import comfy.model_management
 import comfy.model_patcher
 import comfy.patcher_extension
@@ -70,6 +77,8 @@ class WanGeometry:
     head_dim: int
     latent_channels: int
     patch_size: tuple[int, int, int]
+    image_to_video: str | None = None   # None (text-to-video), "concat" or "first_frame" (image_to_video_kind)
+    image_branch: bool = False          # the DiT embeds CLIP-vision tokens (Wan 2.1 I2V's img_emb)
 
     def to_dict(self) -> dict:
         return {"model_class": self.model_class, "num_blocks": self.num_blocks, "dim": self.dim,
@@ -86,7 +95,23 @@ def wan_geometry(model_patcher, input_name: str = "model") -> WanGeometry:
                          f"Model'); this model's DiT is {got}. Connect a Wan model.")
     channels = base.latent_format.latent_channels
     return WanGeometry(type(dm).__name__, len(dm.blocks), dm.dim, dm.num_heads, dm.dim // dm.num_heads,
-                       channels, tuple(dm.patch_size))
+                       channels, tuple(dm.patch_size), image_to_video_kind(base),
+                       getattr(dm, "img_emb", None) is not None)
+
+
+def image_to_video_kind(base_model) -> str | None:
+    """How this Wan model takes a start image. "concat": the image latent and a 4-channel
+    mask are concatenated to the input (in_dim = 2 x channels + 4: Wan 2.1 I2V, Wan 2.2 14B
+    I2V). "first_frame": ComfyUI's WAN22 model (Wan 2.2 TI2V 5B) holds the image latent in
+    the sampled latent under a noise mask and gives it timestep 0. None: text-to-video."""
+    channels = base_model.latent_format.latent_channels
+    # .shape, not weight.shape[1] of a dequantised copy: GGUF tensors report their logical shape
+    in_dim = base_model.diffusion_model.patch_embedding.weight.shape[1]
+    if in_dim == 2 * channels + 4:
+        return "concat"
+    if isinstance(base_model, comfy.model_base.WAN22):
+        return "first_frame"
+    return None
 
 
 def check_block_index(geometry: WanGeometry, block: int, input_name: str = "motion_block") -> None:
@@ -354,6 +379,85 @@ def _stop_patch(counter, captured):
     return patch
 
 
+# ---- image-to-video: held latent entries and the reference's image conditioning --------
+
+@dataclass
+class HeldEntries:
+    """Latent entries a sampler holds fixed under a denoise mask (TI2V's start image,
+    inpainting). The model sees x where the mask is 1 and the sampler's stand-in where it
+    is 0: the clean latent (WAN22) or the latent re-noised to sigma (other models), as
+    ComfyUI's KSamplerX0Inpaint builds its input."""
+    mask: torch.Tensor                 # [B, C, F, H, W], prepared to the latent's shape
+    noise: torch.Tensor
+    latent: torch.Tensor               # model space
+    mask_function: object = None       # model_options["denoise_mask_function"], applied as the sampler does
+    mask_extra: dict | None = None
+
+    def mask_at(self, sigma) -> torch.Tensor:
+        if self.mask_function is None:
+            return self.mask
+        return self.mask_function(sigma, self.mask, extra_options=self.mask_extra or {})
+
+    def model_input(self, base_model, x, sigma, mask) -> torch.Tensor:
+        sigma_b = torch.as_tensor(sigma, dtype=torch.float32).reshape(-1)[:1].to(x.device).expand(x.shape[0])
+        fixed = base_model.scale_latent_inpaint(x=x, sigma=sigma_b, noise=self.noise, latent_image=self.latent)
+        return x * mask + fixed * (1.0 - mask)
+
+
+_IMAGE_COND_KEYS = ("concat_latent_image", "concat_mask", "clip_vision_output")
+
+
+def _clip_vision_output(tokens: torch.Tensor):
+    out = comfy.clip_vision.Output()
+    out["penultimate_hidden_states"] = tokens  # the only field Wan's extra_conds reads
+    return out
+
+
+def reference_conditioning(guider, motion: MotionReference, geometry: WanGeometry, noise, ref_latent, ref_noise,
+                           latent_image, denoise_mask, seed):
+    """Conditions of the reference pass, and the entries it holds fixed (or None).
+
+    Text: the motion's own conditioning, else the generation's positive prompt. Image
+    (image-to-video models): the reference's own first frame, prepared by Extract Motion,
+    where the generation has the user's start image: the concat latent and mask (and
+    CLIP-vision tokens when the generation has them), or for TI2V the reference latent's
+    first frame held under the motion's mask whenever the generation is held under a mask.
+    """
+    base_model = guider.inner_model
+    device = noise.device
+    kind = geometry.image_to_video
+    gen_positive = guider.original_conds.get("positive", [])
+    image_keys, held = {}, None
+    if kind == "concat":
+        check_start_image(geometry, gen_positive)
+        img = motion.image  # kind checked by check_motion_matches
+        image_keys = {"concat_latent_image": img.concat_latent, "concat_mask": img.mask}
+        if img.clip_vision is not None and any(c.get("clip_vision_output") is not None for c in gen_positive):
+            image_keys["clip_vision_output"] = _clip_vision_output(img.clip_vision)
+    elif kind == "first_frame" and denoise_mask is not None:
+        check_masked_latent(motion, geometry)
+        mask = comfy.sampler_helpers.prepare_mask(motion.image.mask, noise.shape, device)
+        held = HeldEntries(mask=mask, noise=ref_noise, latent=ref_latent)
+    else:  # text-to-video: as before image-to-video support, so T2V results are unchanged
+        if motion.conditioning is None:
+            return guider.conds["positive"], None
+        processed = comfy.samplers.process_conds(
+            base_model, noise, {"fastvmt_reference": comfy.sampler_helpers.convert_cond(motion.conditioning)},
+            device, latent_image, denoise_mask, seed)
+        return processed["fastvmt_reference"], None
+    source = (comfy.sampler_helpers.convert_cond(motion.conditioning) if motion.conditioning is not None
+              else [c.copy() for c in gen_positive])
+    conds = []
+    for c in source:
+        # The generation's start image and control hints describe the generation, not the reference.
+        c = {k: v for k, v in c.items() if k not in _IMAGE_COND_KEYS + ("control",)}
+        c.update(image_keys)
+        conds.append(c)
+    processed = comfy.samplers.process_conds(base_model, noise, {"fastvmt_reference": conds}, device, ref_latent,
+                                             held.mask if held is not None else None, seed)
+    return processed["fastvmt_reference"], held
+
+
 # ---- one guided outer step ------------------------------------------------------------
 
 @dataclass
@@ -370,6 +474,8 @@ class GuidanceContext:
     progress: object = None           # callable(outer_step, inner_step, x) -> None
     exit_block: int | None = None     # capture_qk's form of settings.exit_block
     keep_activations: bool = False    # gradient passes skip the per-block recompute (plan_memory)
+    gen_held: HeldEntries | None = None  # entries the sampler holds fixed in the generated latent
+    ref_held: HeldEntries | None = None  # ... and in the reference (TI2V: its own first frame)
     ref_flows: dict = field(default_factory=dict)  # reference sigma -> MotionFlow
     step_log: list = field(default_factory=list)
 
@@ -402,6 +508,8 @@ def _reference_flow_at(ctx, sigma):
     ms = ctx.base_model.model_sampling
     sigma = torch.as_tensor(sigma, dtype=torch.float32).reshape(1).to(ctx.ref_latent.device)
     x_ref = ms.noise_scaling(sigma, ctx.ref_noise, ctx.ref_latent, max_denoise=False)
+    if ctx.ref_held is not None:
+        x_ref = ctx.ref_held.model_input(ctx.base_model, x_ref, sigma, ctx.ref_held.mask_at(sigma))
     with torch.no_grad():
         q, k = capture_qk(ctx.base_model, ctx.ref_conds, x_ref, sigma, ctx.model_options, ctx.settings.motion_block,
                           ctx.counter, ctx.exit_block)
@@ -428,9 +536,14 @@ def guide_latent(ctx: GuidanceContext, x: torch.Tensor, sigma, step_index: int) 
     with torch.inference_mode(False):
         ref, ref_sigma = reference_flows(ctx, sigma)
         sigma_t = torch.as_tensor(sigma).reshape(1)
+        held = ctx.gen_held
+        # A clone made here is an ordinary tensor: autograd saves it (the mask came from inference mode).
+        mask = held.mask_at(sigma_t.to(x.device)).clone() if held is not None else None
 
         def loss_fn(xv):
-            q, k = capture_qk(ctx.base_model, ctx.gen_conds, xv, sigma_t, ctx.model_options, s.motion_block,
+            # Held entries reach the model as the sampler shows them, so they get no gradient.
+            x_in = held.model_input(ctx.base_model, xv, sigma_t, mask) if held is not None else xv
+            q, k = capture_qk(ctx.base_model, ctx.gen_conds, x_in, sigma_t, ctx.model_options, s.motion_block,
                               ctx.counter, ctx.exit_block, ctx.keep_activations)
             if not q.requires_grad:
                 raise ValueError(no_gradient_message(ctx.base_model))
@@ -450,6 +563,8 @@ def guide_latent(ctx: GuidanceContext, x: torch.Tensor, sigma, step_index: int) 
         x_opt, stats = optimize_latent(x.detach().clone(), loss_fn, steps=s.inner_steps,
                                        interval=s.effective_interval, lr_start=s.lr_start, lr_end=s.lr_end,
                                        on_step=on_step)
+        if mask is not None:  # AdamW's weight decay would still move them
+            x_opt = x_opt * mask + x.float() * (1.0 - mask)
     ctx.step_log.append({"step": step_index, "sigma": float(sigma), "reference_sigma": ref_sigma,
                          "losses": stats.losses, "gradient_evaluations": stats.gradient_evaluations,
                          "stopped": stats.stop_reason,
@@ -668,6 +783,42 @@ def check_motion_matches(motion: MotionReference, geometry: WanGeometry, latent_
                          f"{tf} frames x {th}x{tw} (latent units: pixels/8, frames (n-1)/4+1). Extract the motion "
                          f"at the generation's width, height and length ({tw * 8}x{th * 8}, {(tf - 1) * 4 + 1} "
                          "frames), or make the empty latent match the reference.")
+    if geometry.image_to_video == "concat":
+        img = motion.image
+        clip = " and the CLIP vision model (clip_vision_h.safetensors) to clip_vision" if geometry.image_branch else ""
+        if img is None or img.kind != "concat":
+            made_for = "text-to-video" if img is None else "Wan 2.2 TI2V 5B"
+            raise ValueError(f"{where}: this is a Wan image-to-video model (its start image is concatenated to the "
+                             f"latent, as WanImageToVideo sets it up) but the motion was extracted for {made_for}, so "
+                             "its reference pass has no start image of its own. Re-extract the motion: connect this "
+                             f"model, the reference images and the Wan VAE to Extract Motion{clip}.")
+        if geometry.image_branch and img.clip_vision is None:
+            raise ValueError(f"{where}: this Wan 2.1 image-to-video model embeds CLIP-vision tokens of the start "
+                             "image, but the motion has none for its reference's first frame. Re-extract the motion "
+                             f"with this model{clip}.")
+
+
+def check_start_image(geometry: WanGeometry, positive, where: str = "positive") -> None:
+    """A concat image-to-video model sampled without a start image: the reference pass would be
+    conditioned on an image the generation does not have. ``positive``: CONDITIONING, or the
+    guider's converted conds."""
+    if geometry.image_to_video != "concat":
+        return
+    entries = [c[1] if isinstance(c, (list, tuple)) else c for c in positive]
+    if not any(isinstance(e, dict) and e.get("concat_latent_image") is not None for e in entries):
+        raise ValueError(f"{where}: this Wan image-to-video model has no start image in its conditioning. Connect "
+                         "the image to start_image on WanImageToVideo (and its positive / negative outputs to the "
+                         "sampler); FastVMT conditions the reference pass on the reference's first frame the same "
+                         "way.")
+
+
+def check_masked_latent(motion: MotionReference, geometry: WanGeometry, where: str = "motion") -> None:
+    """A TI2V generation (noise mask on the latent) needs the reference's first-frame conditioning."""
+    if geometry.image_to_video == "first_frame" and motion.image is None:
+        raise ValueError(f"{where}: this Wan 2.2 TI2V generation holds its start image under a noise mask "
+                         "(Wan22ImageToVideoLatent), but the motion was extracted without image-to-video "
+                         "conditioning (an older motion file, or another model). Re-extract it with Extract Motion "
+                         "connected to this model.")
 
 
 def _capture_exit_block(settings: FastVMTSettings, geometry: WanGeometry) -> int | None:
@@ -749,15 +900,17 @@ def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, nois
     device = noise.device
     n_steps, n_guided = plan.n_steps, plan.n_guided
 
-    ref_conds = guider.conds["positive"]
-    if motion.conditioning is not None:
-        processed = comfy.samplers.process_conds(
-            base_model, noise, {"fastvmt_reference": comfy.sampler_helpers.convert_cond(motion.conditioning)},
-            device, latent_image, denoise_mask, extra_args.get("seed"))
-        ref_conds = processed["fastvmt_reference"]
     ref_latent = base_model.process_latent_in(motion.latent.to(device=device, dtype=torch.float32))
     gen = torch.Generator(device="cpu").manual_seed(settings.reference_seed)
     ref_noise = torch.randn(ref_latent.shape, generator=gen, dtype=torch.float32).to(device)
+    ref_conds, ref_held = reference_conditioning(guider, motion, geometry, noise, ref_latent, ref_noise, latent_image,
+                                                 denoise_mask, extra_args.get("seed"))
+    gen_held = None
+    if denoise_mask is not None:
+        model_options = extra_args["model_options"]
+        gen_held = HeldEntries(mask=denoise_mask, noise=noise, latent=latent_image,
+                               mask_function=model_options.get("denoise_mask_function"),
+                               mask_extra={"model": guider, "sigmas": sigmas})
 
     memory = plan_memory(guider.model_patcher, noise.shape, settings)
     log.info("FastVMT: %s", memory.describe())
@@ -765,7 +918,8 @@ def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, nois
     ctx = GuidanceContext(base_model=base_model, model_options=extra_args["model_options"],
                           gen_conds=guider.conds["positive"], ref_conds=ref_conds, ref_latent=ref_latent,
                           ref_noise=ref_noise, settings=settings, progress=progress.inner_step,
-                          exit_block=_capture_exit_block(settings, geometry), keep_activations=memory.keep_activations)
+                          exit_block=_capture_exit_block(settings, geometry), keep_activations=memory.keep_activations,
+                          gen_held=gen_held, ref_held=ref_held)
     guided = copy.copy(sampler)
     guided.sampler_function = functools.partial(
         guided_sampling, inner=sampler.sampler_function, n_guided=n_guided,
@@ -781,10 +935,28 @@ def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, nois
         summary = _summary(ctx, plan, time.perf_counter() - start)
         summary["memory"] = dataclasses.asdict(memory)
         summary["text"] += f"\n  memory: {memory.describe()}"
+        image_text = _image_to_video_text(geometry, motion, ref_conds, ref_held, gen_held)
+        if image_text:
+            summary["text"] += f"\n  {image_text}"
         if report is not None:
             report.update(summary)
     log.info("%s", summary["text"])
     return out
+
+
+def _image_to_video_text(geometry, motion, ref_conds, ref_held, gen_held) -> str:
+    """One line on what the image-to-video passes were given, or "" for text-to-video."""
+    parts = []
+    if geometry.image_to_video == "concat":
+        clip = any("clip_fea" in c.get("model_conds", {}) for c in ref_conds)
+        parts.append("reference pass conditioned on its own first frame"
+                     + (" (concat latent and CLIP-vision tokens)" if clip else " (concat latent)"))
+    if ref_held is not None:
+        parts.append("reference pass holds its own first latent frame clean")
+    if gen_held is not None:
+        held = float((gen_held.mask == 0).float().mean())
+        parts.append(f"{held:.0%} of the latent is held by the noise mask and left unchanged by guidance")
+    return ("image-to-video: " + "; ".join(parts)) if parts else ""
 
 
 def _summary(ctx: GuidanceContext, plan: GuidedRange, seconds) -> dict:

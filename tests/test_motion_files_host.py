@@ -143,6 +143,11 @@ META_CASES = {  # case -> (metadata change, field named in the error)
     "conditioning an object": (lambda m: {**m, "conditioning": "{}"}, "conditioning"),
     "conditioning entry wrong": (lambda m: {**m, "conditioning": json.dumps([{"pooled": "yes"}])}, "conditioning[0]"),
     "version not a number": (lambda m: {**m, "version": "one"}, "version"),
+    "missing image": (lambda m: _drop(m, "image"), "image"),
+    "image not JSON": (lambda m: {**m, "image": "{not json"}, "image"),
+    "image unknown kind": (lambda m: {**m, "image": json.dumps({"kind": "depth", "clip_vision": False})}, "image"),
+    "image declares tensors it lacks": (lambda m: {**m, "image": json.dumps({"kind": "concat", "clip_vision": True})},
+                                        "tensor 'image.clip_vision' is missing"),
     "other format": (lambda m: {**m, "format": "lora"}, "format"),
 }
 
@@ -193,6 +198,75 @@ def test_damaged_tensors_get_a_named_error(run_graph, comfy, valid_file, case):
     change, field = TENSOR_CASES[case]
     meta, tensors = valid_file
     name = f"fuzz/tensor_{case.replace(' ', '_')}.safetensors"
+    _write_fuzz_file(comfy, name, change(dict(tensors)), dict(meta))
+    _assert_named_error(run_graph, comfy, name, field)
+
+
+def test_version_1_files_still_load_as_text_to_video(run_graph, comfy, valid_file):
+    meta, tensors = valid_file
+    old = {k: v for k, v in meta.items() if k != "image"}
+    old["version"] = "1"
+    save_file(tensors, str(comfy.input_dir / "version_1.safetensors"), metadata=old)
+    motion = run_graph(load_graph("version_1.safetensors")).raise_for_error().output("load", 0)
+    assert motion.image is None and torch.equal(motion.latent, tensors["reference_latent"])
+
+
+@pytest.fixture(scope="module")
+def valid_i2v_file(comfy, fastvmt_pack):
+    """(metadata, tensors) of a motion saved from a tiny Wan 2.1 I2V model: concat latent,
+    mask and CLIP-vision tokens of the reference's first frame."""
+    model = comfy.tiny_wan(in_dim=36, out_dim=16, model_type="i2v", dim=128, num_layers=3, ffn_dim=256)
+    g = {
+        "model": {"class_type": "UNETLoader", "inputs": {"unet_name": model, "weight_dtype": "default"}},
+        "vae": {"class_type": "VAELoader", "inputs": {"vae_name": comfy.tiny_vae()}},
+        "vision": {"class_type": "FastVMTTestClipVision", "inputs": {"seed": 0}},
+        "frames": {"class_type": "FastVMTTestImage", "inputs": {"seed": 12, "frames": 5, "height": 64, "width": 64}},
+        "motion": {"class_type": "FastVMTExtractMotion", "inputs": {
+            "model": ["model", 0], "images": ["frames", 0], "vae": ["vae", 0], "clip_vision": ["vision", 0],
+            "width": 64, "height": 64, "length": 5, "motion_block": 1, "temporal_span": 1, "window": 3,
+            "tile_rows": 1, "tile_cols": 1, "tau": 1.0}},
+        "save": {"class_type": "FastVMTSaveMotion", "inputs": {"motion": ["motion", 0],
+                                                               "filename_prefix": "fastvmt/i2v_base"}},
+    }
+    r = comfy.run_graph(g).raise_for_error()
+    filename = saved(r)["filename"]
+    with safe_open(str(comfy.output_dir / "fastvmt" / filename), framework="pt") as fh:
+        meta, tensors = dict(fh.metadata()), {k: fh.get_tensor(k) for k in fh.keys()}
+    return meta, tensors, r.output("motion", 0), filename
+
+
+def test_i2v_motion_round_trips(run_graph, valid_i2v_file):
+    meta, tensors, motion, filename = valid_i2v_file
+    assert json.loads(meta["image"]) == {"kind": "concat", "clip_vision": True}
+    loaded = run_graph(load_graph(f"fastvmt/{filename} [output]")).raise_for_error().output("load", 0)
+    a, b = motion.image, loaded.image
+    assert b.kind == "concat"
+    for field in ("mask", "concat_latent", "clip_vision"):
+        assert torch.equal(getattr(a, field), getattr(b, field)), field
+    assert "image-to-video" in loaded.summary()
+
+
+I2V_TENSOR_CASES = {  # case -> (tensors change, field named in the error)
+    "mask of another size": (lambda t: {**t, "image.mask": t["image.mask"][..., :4].contiguous()},
+                             "tensor 'image.mask'"),
+    "mask above 1": (lambda t: {**t, "image.mask": t["image.mask"] * 2}, "tensor 'image.mask'"),
+    "mask non-finite": (lambda t: {**t, "image.mask": t["image.mask"].clone().fill_(float("nan"))},
+                        "tensor 'image.mask'"),
+    "missing concat latent": (lambda t: _drop(t, "image.concat_latent"), "tensor 'image.concat_latent'"),
+    "concat latent of another shape": (lambda t: {**t, "image.concat_latent": t["image.concat_latent"][:, :8]
+                                                  .contiguous()}, "tensor 'image.concat_latent'"),
+    "clip tokens of two images": (lambda t: {**t, "image.clip_vision": t["image.clip_vision"].repeat(2, 1, 1)},
+                                  "tensor 'image.clip_vision'"),
+    "clip tokens float16": (lambda t: {**t, "image.clip_vision": t["image.clip_vision"].half()},
+                            "tensor 'image.clip_vision'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(I2V_TENSOR_CASES))
+def test_damaged_i2v_tensors_get_a_named_error(run_graph, comfy, valid_i2v_file, case):
+    change, field = I2V_TENSOR_CASES[case]
+    meta, tensors, _, _ = valid_i2v_file
+    name = f"fuzz/i2v_{case.replace(' ', '_')}.safetensors"
     _write_fuzz_file(comfy, name, change(dict(tensors)), dict(meta))
     _assert_named_error(run_graph, comfy, name, field)
 

@@ -30,7 +30,8 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 # combo inputs whose values are files a user provides (absent in a test ComfyUI)
 USER_FILE_INPUTS = {("UNETLoader", "unet_name"), ("CLIPLoader", "clip_name"), ("VAELoader", "vae_name"),
-                    ("LoadVideo", "file"), ("FastVMTLoadMotion", "motion_file")}
+                    ("CLIPVisionLoader", "clip_name"), ("LoadVideo", "file"), ("LoadImage", "image"),
+                    ("FastVMTLoadMotion", "motion_file")}
 VIRTUAL_TYPES = {"Note", "MarkdownNote"}
 
 
@@ -225,7 +226,8 @@ def test_expected_workflows_shipped():
     names = {p.stem for p in ui_files()}
     assert names == {"fastvmt_wan21_t2v_motion_transfer", "fastvmt_wan21_t2v_apply_motion_ksampler",
                      "fastvmt_wan21_t2v_extract_and_save_motion", "fastvmt_wan21_t2v_reuse_saved_motion",
-                     "fastvmt_wan21_t2v_uni_pc", "fastvmt_wan22_t2v_14b_two_experts"}
+                     "fastvmt_wan21_t2v_uni_pc", "fastvmt_wan22_t2v_14b_two_experts",
+                     "fastvmt_wan22_i2v_14b_two_experts", "fastvmt_wan22_ti2v_5b", "fastvmt_wan21_i2v_480p"}
     for p in ui_files():
         assert api_file_for(p).is_file(), p
         ui = json.loads(p.read_text(encoding="utf-8"))
@@ -251,6 +253,91 @@ def test_main_workflow_contents():
     assert len(texts) == 3 and texts[0] == ""  # positive, negative and the empty reference prompt
     for t in ("LoadVideo", "GetVideoComponents", "VAEDecode", "CreateVideo", "SaveVideo", "FastVMTStepSkipSettings"):
         assert t in by_type, t
+
+
+def _api(name):
+    return json.loads((WORKFLOW_DIR / "api" / f"{name}.api.json").read_text("utf-8"))
+
+
+def _source(api, node_id, name):
+    """The node feeding input ``name`` of node ``node_id`` (its id and class_type)."""
+    ref = api[node_id]["inputs"][name]
+    return ref[0], api[ref[0]]["class_type"]
+
+
+GENERATION_LATENTS = ("EmptyHunyuanLatentVideo", "WanImageToVideo", "Wan22ImageToVideoLatent")
+
+
+@pytest.mark.parametrize("api_path", sorted((WORKFLOW_DIR / "api").glob("*.api.json")), ids=lambda p: p.stem)
+def test_extract_size_equals_the_generation(api_path):
+    """Extract Motion's width / height / length equal the generated latent's (one per workflow)."""
+    api = json.loads(api_path.read_text("utf-8"))
+    size = lambda i: (i["width"], i["height"], i["length"])  # noqa: E731
+    extracts = [n["inputs"] for n in api.values() if n["class_type"] == "FastVMTExtractMotion"]
+    latents = [n["inputs"] for n in api.values() if n["class_type"] in GENERATION_LATENTS]
+    for ex in extracts:
+        for lat in latents:
+            assert size(ex) == size(lat)
+
+
+I2V_EXPECTED = {
+    # name: (unet names, vae, size, motion_block, latent node, sampler settings, shift, fps)
+    "fastvmt_wan22_i2v_14b_two_experts": (
+        ["wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors", "wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors"],
+        "wan_2.1_vae.safetensors", (640, 640, 81), 20, "WanImageToVideo", (20, 3.5, "euler", "simple"), 8.0, 16.0),
+    "fastvmt_wan22_ti2v_5b": (
+        ["wan2.2_ti2v_5B_fp16.safetensors"], "wan2.2_vae.safetensors", (1280, 704, 121), 14,
+        "Wan22ImageToVideoLatent", (20, 5.0, "uni_pc", "simple"), 8.0, 24.0),
+    "fastvmt_wan21_i2v_480p": (
+        ["wan2.1_i2v_480p_14B_fp16.safetensors"], "wan_2.1_vae.safetensors", (512, 512, 33), 20,
+        "WanImageToVideo", (20, 6.0, "uni_pc", "simple"), 8.0, 16.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(I2V_EXPECTED))
+def test_i2v_workflow_contents(name):
+    """The image-to-video workflows: ComfyUI's template settings, the start image into the
+    generation, and the reference pass conditioned like it (images + vae, and the CLIP vision
+    model where the model has a CLIP-vision image branch)."""
+    unets, vae_name, size, block, latent_type, (steps, cfg, sampler, scheduler), shift, fps = I2V_EXPECTED[name]
+    api = _api(name)
+    ids = {}
+    for k, n in api.items():
+        ids.setdefault(n["class_type"], []).append(k)
+    one = lambda t: api[ids[t][0]]["inputs"]  # noqa: E731
+    assert [api[k]["inputs"]["unet_name"] for k in ids["UNETLoader"]] == unets
+    assert [api[k]["inputs"]["shift"] for k in ids["ModelSamplingSD3"]] == [shift] * len(unets)
+    assert one("VAELoader")["vae_name"] == vae_name
+    (ex_id,) = ids["FastVMTExtractMotion"]
+    ex = api[ex_id]["inputs"]
+    assert (ex["width"], ex["height"], ex["length"], ex["motion_block"]) == (*size, block)
+    assert _source(api, ex_id, "images")[1] == "GetVideoComponents"
+    vae_id = ids["VAELoader"][0]
+    assert _source(api, ex_id, "vae")[0] == vae_id
+    # the motion is extracted with the (first, high-noise) shifted model
+    model_id, model_type = _source(api, ex_id, "model")
+    assert model_type == "ModelSamplingSD3" and _source(api, model_id, "model")[0] == ids["UNETLoader"][0]
+    (lat_id,) = ids[latent_type]
+    image_id, image_type = _source(api, lat_id, "start_image")
+    assert image_type == "LoadImage" and _source(api, lat_id, "vae")[0] == vae_id
+    if "CLIPVisionLoader" in ids:
+        (vision_id,) = ids["CLIPVisionLoader"]
+        assert api[vision_id]["inputs"]["clip_name"] == "clip_vision_h.safetensors"
+        (enc_id,) = ids["CLIPVisionEncode"]
+        assert api[enc_id]["inputs"]["crop"] == "none"
+        assert _source(api, enc_id, "image")[0] == image_id and _source(api, enc_id, "clip_vision")[0] == vision_id
+        assert _source(api, lat_id, "clip_vision_output")[0] == enc_id
+        assert _source(api, ex_id, "clip_vision")[0] == vision_id
+    else:
+        assert "clip_vision" not in ex and "CLIPVisionEncode" not in ids
+    samplers = [api[k]["inputs"] for k in ids.get("KSamplerAdvanced", []) + ids.get("FastVMTGuidanceSampler", [])]
+    assert samplers and all((s["steps"], s["cfg"], s["sampler_name"], s["scheduler"]) == (steps, cfg, sampler, scheduler)
+                            for s in samplers)
+    if "KSamplerAdvanced" in ids:
+        high, low = (api[k]["inputs"] for k in ids["KSamplerAdvanced"])
+        assert (high["start_at_step"], high["end_at_step"], low["start_at_step"]) == (0, 10, 10)
+        assert len(ids["FastVMTApplyMotion"]) == 2
+    assert one("CreateVideo")["fps"] == fps
 
 
 # ---------------------------------------------------------------------------
@@ -280,6 +367,7 @@ def stand_in_user_files(comfy, tmp_path_factory):
         p.write_bytes(b"")
         comfy.add_model_file(folder, p, name)
     (comfy.input_dir / b.REFERENCE_VIDEO).write_bytes(b"")
+    (comfy.input_dir / b.START_IMAGE).write_bytes(b"")
     motion = comfy.input_dir / "fastvmt" / "motion_00001_.safetensors"
     motion.parent.mkdir(parents=True, exist_ok=True)
     motion.write_bytes(b"")
