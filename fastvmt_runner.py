@@ -228,6 +228,10 @@ def apply_overrides(prompt: dict, args, uploaded: dict) -> list[str]:
         n = _set_all(prompt, "file", uploaded.get("video", args.video), {"LoadVideo"})
         need(n, "--video")
         changes.append(f"reference video: {uploaded.get('video', args.video)}")
+    if getattr(args, "image", None) is not None:
+        n = _set_all(prompt, "image", uploaded.get("image", args.image), {"LoadImage"})
+        need(n, "--image")
+        changes.append(f"start image: {uploaded.get('image', args.image)}")
     if args.motion is not None:
         n = _set_all(prompt, "motion_file", uploaded.get("motion", args.motion), {"FastVMTLoadMotion"})
         need(n, "--motion")
@@ -327,7 +331,7 @@ def preflight(client: Client, prompt: dict):
         if options is not None and name not in options:
             raise RunnerError(EXIT_MISSING, f"input file {name!r} (node {nid} {node['class_type']}, input '{key}') "
                                             "is not in ComfyUI's input folder: pass a local file with "
-                                            f"--{'motion' if key == 'motion_file' else 'video'} to upload it")
+                                            f"--{ {'motion_file': 'motion', 'image': 'image'}.get(key, 'video')} to upload it")
 
 
 def combo_options(info: dict, key: str) -> Optional[list]:
@@ -519,6 +523,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ComfyUI address host:port or URL (default: $COMFYUI_SERVER or 127.0.0.1:8188)")
     ap.add_argument("--video", help="reference video: a local file (uploaded to ComfyUI's input folder) or the "
                                     "name of a file already in that folder")
+    ap.add_argument("--image", help="start image of an image-to-video workflow: a local file (uploaded to "
+                                    "ComfyUI's input folder) or the name of a file already in that folder")
     ap.add_argument("--motion", help="saved motion (.safetensors) for Load Motion: a local file (uploaded to "
                                      "input/fastvmt/) or a name relative to the input folder")
     ap.add_argument("--prompt", action="append", help="positive prompt; repeat to give one per sampler")
@@ -575,7 +581,8 @@ def _run(args, stdout, stderr) -> int:
     except requests.HTTPError as e:
         raise RunnerError(EXIT_SERVER, f"{client.base} answered HTTP {e.response.status_code}: is this "
                                        "ComfyUI?") from None
-    for key, value, subfolder in (("video", args.video, ""), ("motion", args.motion, "fastvmt")):
+    for key, value, subfolder in (("video", args.video, ""), ("image", args.image, ""),
+                                  ("motion", args.motion, "fastvmt")):
         if value is None:
             continue
         local = Path(value).expanduser()

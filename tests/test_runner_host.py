@@ -320,3 +320,12 @@ def test_usage_errors_need_no_server(tmp_path):
     prompt = json.loads(out)
     assert code == 0 and sum(n["inputs"].get("text") == "a cat" for n in prompt.values()) == 1
     assert sorted(n["inputs"]["width"] for n in prompt.values() if "width" in n["inputs"]) == [64, 64]
+    # image-to-video: --image sets the start image by role, and the size reaches WanImageToVideo too
+    code, out, _ = run_runner(["fastvmt_wan21_i2v_480p", "--dry-run", "--image", "cat.png", *TINY])
+    prompt = json.loads(out)
+    assert code == 0 and [n["inputs"]["image"] for n in prompt.values() if n["class_type"] == "LoadImage"] == \
+        ["cat.png"]
+    assert {n["class_type"]: n["inputs"]["width"] for n in prompt.values() if "width" in n["inputs"]} == \
+        {"FastVMTExtractMotion": 64, "WanImageToVideo": 64}
+    code, _, err = run_runner(["fastvmt_wan21_t2v_motion_transfer", "--dry-run", "--image", "cat.png"])
+    assert code == 2 and "--image: no node in this workflow takes it" in err
