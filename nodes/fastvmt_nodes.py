@@ -91,7 +91,8 @@ class ExtractMotion(io.ComfyNode):
             category=CATEGORY,
             description="Prepares a reference clip for FastVMT motion transfer: encodes it (or takes an encoded "
                         "latent) and records how its motion flow is read from the Wan DiT. The flow itself is "
-                        "computed inside the sampler, at each guided step.",
+                        "computed inside the sampler, at each guided step. With an image-to-video model it also "
+                        "prepares the reference's own first frame as the image conditioning of the reference pass.",
             inputs=[
                 io.Model.Input("model", tooltip="The Wan model you will sample with (from 'Load Diffusion Model'). "
                                "Used to check the motion block and latent channels."),
