@@ -39,13 +39,13 @@ def linear_lr(step: int, steps: int, lr_start: float, lr_end: float) -> float:
 
 def optimize_latent(x: torch.Tensor, loss_fn: Callable, *, steps: int = 10, interval: int = 3,
                     lr_start: float = 0.003, lr_end: float = 0.002, weight_decay: float = 0.01,
-                    on_step: Callable[[int, OptimizeStats], None] | None = None
+                    on_step: Callable[[int, OptimizeStats, torch.Tensor], None] | None = None
                     ) -> tuple[torch.Tensor, OptimizeStats]:
     """Optimise ``x`` to lower ``loss_fn(x)``; returns a detached float32 latent and stats.
 
     ``loss_fn`` takes the latent (requires grad) and returns a scalar tensor, or a
-    ``(tensor, dict)`` pair whose dict is recorded per evaluation. ``on_step(j, stats)``
-    runs after every inner step: callers report progress there and may raise to
+    ``(tensor, dict)`` pair whose dict is recorded per evaluation. ``on_step(j, stats, latent)``
+    runs after every inner step with the current latent: callers report progress there and may raise to
     abort (an interrupt). A non-finite loss or gradient stops the loop and keeps the
     last finite latent; the returned latent is never NaN.
     """
@@ -87,6 +87,6 @@ def optimize_latent(x: torch.Tensor, loss_fn: Callable, *, steps: int = 10, inte
             break
         stats.steps_taken = j + 1
         if on_step is not None:
-            on_step(j, stats)
+            on_step(j, stats, param.detach())
     stats.wall_time = time.perf_counter() - start
     return param.detach(), stats

@@ -555,10 +555,10 @@ def guide_latent(ctx: GuidanceContext, x: torch.Tensor, sigma, step_index: int) 
                 parts = {key: parts[key] + p[key] for key in parts}
             return torch.stack(losses).sum(), parts
 
-        def on_step(j, stats):
+        def on_step(j, stats, latent):
             comfy.model_management.throw_exception_if_processing_interrupted()
             if ctx.progress is not None:
-                ctx.progress(step_index, j, x)
+                ctx.progress(step_index, j, latent)
 
         x_opt, stats = optimize_latent(x.detach().clone(), loss_fn, steps=s.inner_steps,
                                        interval=s.effective_interval, lr_start=s.lr_start, lr_end=s.lr_end,
@@ -740,21 +740,19 @@ class _Progress:
     def __init__(self, callback, n_steps, n_guided, inner_steps):
         self.callback, self.n_guided, self.inner = callback, n_guided, inner_steps
         self.total = n_steps + n_guided * inner_steps
-        self.last_x0 = None
 
     def _position(self, outer_step):
         return outer_step + self.inner * min(outer_step + 1, self.n_guided)
 
     def outer(self, step, x0, x, total_steps):
-        self.last_x0 = x0
         if self.callback is not None:
             self.callback(self._position(step), x0, x, self.total)
 
-    def inner_step(self, outer_step, j, x):
+    def inner_step(self, outer_step, j, latent):
         if self.callback is not None:
-            # Preview the last denoised estimate; before the first outer step there is only x.
-            x0 = self.last_x0 if self.last_x0 is not None else x
-            self.callback(outer_step * (self.inner + 1) + j, x0, x, self.total)
+            # The preview shows the latent being optimised (a guidance pass computes no
+            # denoised estimate: it stops inside the motion block).
+            self.callback(outer_step * (self.inner + 1) + j, latent, latent, self.total)
 
 
 def resolve_settings(motion: MotionReference, settings: FastVMTSettings | None) -> FastVMTSettings:

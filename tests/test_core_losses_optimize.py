@@ -168,12 +168,21 @@ def test_on_step_can_abort():
     class Stop(Exception):
         pass
 
-    def on_step(j, stats):
+    def on_step(j, stats, latent):
         if j == 1:
             raise Stop
 
     with pytest.raises(Stop):
         optimize_latent(torch.ones(2), quadratic(torch.zeros(2)), steps=10, on_step=on_step)
+
+
+def test_on_step_sees_the_latent_being_optimised():
+    seen = []
+    x, _ = optimize_latent(torch.ones(2), quadratic(torch.zeros(2)), steps=4, interval=1, lr_start=0.1, lr_end=0.1,
+                           on_step=lambda j, stats, latent: seen.append(latent.clone()))
+    assert len(seen) == 4
+    assert all(a.sum() > b.sum() for a, b in zip(seen, seen[1:]))  # moving towards the target 0
+    assert torch.equal(seen[-1], x)
 
 
 # ---- schedule -------------------------------------------------------------------------

@@ -359,3 +359,20 @@ def test_settings_from_an_older_workflow_still_load(run_graph, tiny_wan, fastvmt
         del g["settings"]["inputs"][name]
     r = run_graph(g).raise_for_error()
     assert report(r)["steps"][0]["reference_sigma"] == pytest.approx(FastVMTSettings().reference_sigma_cap)
+
+
+def test_previews_during_guidance_show_the_latent_being_optimised(run_graph, tiny_wan, fastvmt_pack, monkeypatch):
+    """With previews on, each inner step's preview is the latent as the optimiser leaves it,
+    so it changes from one inner step to the next (not the outer step's input, repeated)."""
+    import numpy as np
+    import latent_preview
+    from comfy.cli_args import LatentPreviewMethod
+    from server import BinaryEventTypes
+    monkeypatch.setattr(latent_preview.args, "preview_method", LatentPreviewMethod.Latent2RGB)
+    inner = 4
+    r = run_graph(base_graph(tiny_wan, steps=5, settings={"inner_steps": inner, "interval": 1, "lr_start": 0.2,
+                                                          "lr_end": 0.2})).raise_for_error()
+    previews = [np.asarray(d[1], dtype=np.int16) for e, d in r.events if e == BinaryEventTypes.UNENCODED_PREVIEW_IMAGE]
+    assert len(previews) == 5 + inner  # one guided step: its inner steps, then the five outer steps
+    first_step = previews[:inner]
+    assert all(np.abs(a - b).max() > 0 for a, b in zip(first_step, first_step[1:]))
