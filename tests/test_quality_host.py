@@ -84,3 +84,19 @@ def test_quality_command_runs(tmp_path, comfy):
     import cv2
     img = cv2.imread(str(strip))
     assert img is not None and img.shape[0] > 3 * 64, "the frame strip should hold the reference and two clips"
+
+
+def test_demo_command_writes_the_clips_and_transfers_the_motion(comfy, fastvmt_pack, tmp_path, capsys):
+    """`python -m bench.demo`, the install check of the README: the motion-transfer graph in
+    real ComfyUI on the shipped shapes model; an animated GIF (three panels, every latent
+    frame) and a strip; with the default seed FastVMT follows the reference better."""
+    from PIL import Image
+    from bench import demo
+    assert demo.main(["--out", str(tmp_path)], host=comfy) == 0
+    out = capsys.readouterr().out
+    scores = {name: float(out.split(f"{name}")[1].split("motion fidelity ")[1].split(",")[0])
+              for name in ("no transfer", "FastVMT")}
+    assert scores["FastVMT"] > scores["no transfer"] + 0.2, out
+    with Image.open(tmp_path / "demo.gif") as gif:
+        assert gif.n_frames == 8 and gif.width == 3 * (demo.PANEL + 4)
+    assert (tmp_path / "strip.png").stat().st_size > 1000
