@@ -9,6 +9,7 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
+from bench.fidelity_ranking import followed_subject, moving_disc, variants  # noqa: E402
 from fastvmt_core import fidelity  # noqa: E402
 from fastvmt_core.fidelity import (FidelityReport, draw_tracks, motion_fidelity,  # noqa: E402
                                    motion_fidelity_report, resample_frames, tracklet_correlation)
@@ -196,3 +197,44 @@ def test_module_imports_without_opencv(monkeypatch, pan):
     mod = importlib.import_module("fastvmt_core.fidelity")
     with pytest.raises(ImportError, match="opencv-python-headless"):
         mod.motion_fidelity(pan, pan)
+
+
+
+@pytest.mark.parametrize("pan", [(2.0, 1.0), (-1.5, 0.0)])
+def test_a_followed_subject_ranks_identical_over_slowed_over_still_over_reversed(pan):
+    """What the score must say about one clip's own motion, played differently: a reversed
+    motion is far worse than none. (The paper's unrestricted best match ranked a real
+    clip's reversal above its still frame: README "Differences".)"""
+    clip = followed_subject(pan=pan)
+    scores = {name: motion_fidelity(clip, v) for name, v in variants(clip).items()}
+    assert scores["identical"] > 0.99
+    assert scores["identical"] > scores["slowed"] > scores["still"] > scores["reversed"], scores
+    assert scores["still"] - scores["reversed"] > 0.3, scores
+
+
+def test_a_small_moving_object_ranks_identical_over_slowed_over_still_over_reversed():
+    """Mostly still background: equal weights ranked reversed (0.80) above still (0.74);
+    tracklets weighted by their speed do not let the background drown the object."""
+    clip = moving_disc()
+    scores = {name: motion_fidelity(clip, v) for name, v in variants(clip).items()}
+    assert scores["identical"] > scores["slowed"] > scores["still"] > scores["reversed"], scores
+    assert scores["still"] - scores["reversed"] > 0.2, scores
+
+
+def test_match_radius_one_lets_every_tracklet_take_its_best_match_anywhere():
+    clip = followed_subject()
+    rev = clip[::-1].copy()
+    r = motion_fidelity_report(clip, rev, match_radius=1.0)
+    corr = tracklet_correlation(r.generated_tracks, r.reference_tracks)
+    np.testing.assert_allclose(r.generated_best, corr.max(axis=1))
+    np.testing.assert_allclose(r.reference_best, corr.max(axis=0))
+    assert motion_fidelity(clip, rev) < r.score  # the local match sees more of the reversal
+    with pytest.raises(ValueError, match="match_radius"):
+        motion_fidelity(clip, rev, match_radius=0)
+
+
+def test_tracklets_without_a_partner_nearby_are_left_out_with_a_note():
+    clip = followed_subject()
+    r = motion_fidelity_report(clip, clip[::-1].copy(), match_radius=0.02)
+    assert np.isnan(r.generated_best).any() and any("no partner within 0.02" in n for n in r.notes)
+    assert np.isfinite(r.score)

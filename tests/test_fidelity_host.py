@@ -76,3 +76,40 @@ def test_untrackable_clip_of_another_size_is_a_clear_zero(run_graph, fastvmt_pac
     assert "resampled generated from 4 to 6 frames" in report
     assert "no point could be tracked" in report
     assert vis.shape == (FRAMES, SIZE, SIZE, 3)
+
+
+def test_match_radius_reaches_the_metric(run_graph, fastvmt_pack):
+    g = fidelity_graph("reversed")
+    local = run_graph(g).raise_for_error().output("fid", 0)
+    g["fid"]["inputs"]["match_radius"] = 1.0   # the paper's unrestricted best match
+    anywhere = run_graph(g).raise_for_error()
+    assert anywhere.output("fid", 0) != local
+    g["fid"]["inputs"]["match_radius"] = 0.0
+    with pytest.raises(AssertionError, match="match_radius"):
+        run_graph(g)  # below the input's minimum: refused by ComfyUI's validation
+
+
+def test_ranking_command_on_clips_with_known_motion(tmp_path, capsys):
+    """`python -m bench.fidelity_ranking` (README "Motion Fidelity"): on an H.264 file made
+    here (a pan following a still subject), and with --synthetic."""
+    import json
+    import av
+    import numpy as np
+    from bench import fidelity_ranking
+    frames = (fidelity_ranking.followed_subject() * 255).round().astype(np.uint8)
+    path = tmp_path / "pan.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=16)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = {"crf": "12"}
+        for f in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        container.mux(stream.encode())
+    assert fidelity_ranking.main([str(path), "--frames", "17", "--json", str(tmp_path / "r.json")]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "| default |" in line]
+    assert len(rows) == 1 and "| yes |" in rows[0], rows
+    res = json.loads((tmp_path / "r.json").read_text())["clips"]["pan.mp4"]["results"]["default"]
+    assert res["ranked"] and res["still_minus_reversed"] > 0.3, res
+    assert fidelity_ranking.main(["--synthetic"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "| default |" in line]
+    assert len(rows) == 2 and all("| yes |" in row for row in rows), rows
