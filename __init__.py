@@ -2,9 +2,16 @@
 
 ComfyUI loads this package from custom_nodes/ and calls ``comfy_entrypoint``. A
 missing dependency logs one clear line instead of breaking ComfyUI's start-up.
+
+``WEB_DIRECTORY``: ComfyUI serves web/ at /extensions/<this folder's name>/ (nodes.py
+load_custom_node reads it for V1 and V3 packs alike). The frontend loads its .js files
+(web/js/fastvmt.js: the nodes' summaries shown under them after a run) and its node help
+panel reads web/docs/<node id>.md.
 """
 
 import logging
+
+WEB_DIRECTORY = "./web"
 
 try:
     from .nodes import comfy_entrypoint  # noqa: F401
@@ -13,4 +20,4 @@ except ImportError as exc:  # keep ComfyUI starting; say what to install
         "FastVMT nodes not loaded: %s. Run 'pip install -r requirements.txt' in the FastVMT folder "
         "with ComfyUI's Python.", exc)
 
-__all__ = ["comfy_entrypoint"]
+__all__ = ["comfy_entrypoint", "WEB_DIRECTORY"]
