@@ -5,30 +5,52 @@ Every workflow is written twice from the same description:
 
 * ``<name>.json``          the frontend (UI) graph: drag it onto ComfyUI or open it from
                            the workflow templates browser (Workflow > Browse Templates >
-                           FastVMT pack).
+                           the pack's folder name, e.g. ComfyUI-FastVMT).
 * ``api/<name>.api.json``  the API format for ``POST /prompt`` and ``fastvmt_runner.py``.
 
 Usage, from the repository root (standard library only, no ComfyUI needed)::
 
-    python example_workflows/build.py           # (re)write all files
-    python example_workflows/build.py --check   # exit 1 if a committed file differs
+    python example_workflows/build.py                   # (re)write all files
+    python example_workflows/build.py --check           # exit 1 if a committed file differs
+    python example_workflows/build.py --check --live    # also: node schemas == a real ComfyUI's
+    python example_workflows/build.py --update-schemas  # re-read the node schemas (needs ComfyUI)
+
+Node inputs, widget order, widget defaults, output names and display names come from
+``schemas/node_schemas.json``: the part of ComfyUI's ``/object_info`` the workflows use,
+written by ``--update-schemas`` from a real ComfyUI with the pack loaded (in-process through
+comfy_host.py, or ``--server HOST:PORT`` for a running server). Every widget of every node
+gets a value in ``widgets_values`` (the one set here, else the schema's default), in the
+schema's order, so the frontend never has to fill in missing ones. ``--live`` and
+tests/test_workflows.py compare the snapshot with the live ``/object_info``: a node that
+gains, loses or reorders an input fails there until the snapshot and the workflows are
+rebuilt.
 
 Why the folder is ``example_workflows/`` and the API files sit in ``api/``: ComfyUI
 0.3.64 (app/custom_node_manager.py) serves a pack's ``example_workflows/`` (and, with
 a log line suggesting the rename, ``workflows/``, ``examples/``, ...) under
 ``/api/workflow_templates/<pack>/`` and lists ``<pack>/<folder>/*.json`` in the
 template browser. A second name (copy or symlink) would list every workflow twice, and
-API files next to the UI files would show up as broken templates; ``api/`` is served
-but not listed.
+API files (or any other JSON) next to the UI files would show up as broken templates;
+``api/`` and ``schemas/`` are served but not listed.
 
-Node inputs, widget order and output types below follow ComfyUI's ``/object_info``
-(checked by tests/test_workflows.py against a real ComfyUI with the pack loaded).
+Template browser (frontend 1.27.10, ``useWorkflowTemplatesStore``): a custom-node template
+is only its file name; the card's title is the name, its description the name with ``_``
+turned into spaces, and its thumbnail ``<name>.jpg`` next to the JSON. So each workflow's
+title and one-line description (``extra.fastvmt``) are drawn into that thumbnail by
+``render_thumbnails.py``.
+
+Layout rules checked here for every workflow (``check_layout``), and again in the real
+frontend by tests/test_browser_workflows.py: no node (title bar included, and the room a
+node may grow into, see ``Node.reserve``) overlaps another, groups do not overlap, links run
+behind at most ``Graph.max_crossings`` nodes that are not their ends, and the saved view
+(``extra.ds``) shows the whole graph in a 1600 x 1000 browser window.
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import hashlib
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,95 +58,148 @@ from typing import Optional, Union
 
 HERE = Path(__file__).resolve().parent
 API_DIR = HERE / "api"
+SCHEMA_FILE = HERE / "schemas" / "node_schemas.json"
 PACK_CNR_ID = "comfyui-fastvmt"
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
+# Every node type the workflows use; their schemas are snapshotted by --update-schemas.
+NODE_TYPES = (
+    "UNETLoader", "CLIPLoader", "VAELoader", "CLIPTextEncode", "LoadVideo", "GetVideoComponents",
+    "EmptyHunyuanLatentVideo", "KSampler", "KSamplerAdvanced", "ModelSamplingSD3", "VAEDecode", "CreateVideo",
+    "SaveVideo", "LoadImage", "CLIPVisionLoader", "CLIPVisionEncode", "WanImageToVideo", "Wan22ImageToVideoLatent",
+    "FastVMTExtractMotion", "FastVMTStepSkipSettings", "FastVMTGuidanceSampler", "FastVMTApplyMotion",
+    "FastVMTSaveMotion", "FastVMTLoadMotion",
+)
+# Frontend-only node types (never sent to the server).
+VIRTUAL_TYPES = {"Note", "MarkdownNote"}
+# The value the frontend keeps in widgets_values for an image / video upload button.
+UPLOAD_WIDGET_VALUE = "image"
+
+
 # ---------------------------------------------------------------------------
-# Node specs: inputs in /object_info input_order, "name:TYPE" with suffixes
-#   ?  optional input        +  widget with control_after_generate (seed)
-# outputs as "name:TYPE"; ui_widgets are frontend-only widgets appended to
-# widgets_values (not part of the API prompt).
+# node schemas (a snapshot of /object_info)
 # ---------------------------------------------------------------------------
+
+def schema_snapshot(object_info: dict, types=NODE_TYPES) -> dict:
+    """The part of an ``/object_info`` answer the builder reads, for ``types``: display
+    name, inputs in ``input_order`` (socket or widget, optional, widget default,
+    control_after_generate, upload button) and outputs. Combo options are left out (file
+    lists differ from machine to machine); tests/test_workflows.py checks values against
+    the live options."""
+    missing = [t for t in types if t not in object_info]
+    if missing:
+        raise KeyError(f"node types not in /object_info: {', '.join(missing)} (is the FastVMT pack loaded?)")
+    out = {}
+    for t in types:
+        info = object_info[t]
+        inputs = []
+        for section in ("required", "optional"):
+            for name in info.get("input_order", {}).get(section, []):
+                spec = info["input"][section][name]
+                typ = "COMBO" if isinstance(spec[0], list) else spec[0]
+                opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+                entry = {"name": name, "type": typ}
+                if section == "optional":
+                    entry["optional"] = True
+                if typ in WIDGET_TYPES and not opts.get("forceInput"):
+                    entry["widget"] = True
+                    if "default" in opts:
+                        entry["default"] = opts["default"]
+                    if opts.get("control_after_generate"):
+                        entry["control_after_generate"] = True
+                    if opts.get("image_upload") or opts.get("video_upload"):
+                        entry["upload"] = True
+                inputs.append(entry)
+        out[t] = {
+            "display_name": info.get("display_name") or t,
+            "inputs": inputs,
+            "outputs": [{"name": n, "type": ty} for n, ty in zip(info.get("output_name") or info["output"],
+                                                                  info["output"])],
+        }
+    return out
+
+
+def live_object_info(server: Optional[str] = None) -> dict:
+    """``/object_info`` of a running server (``server``: host:port), else of a ComfyUI
+    booted in this process with the pack loaded (comfy_host.py; needs ComfyUI and torch)."""
+    if server:
+        import urllib.request
+        url = server if server.startswith("http") else f"http://{server}"
+        with urllib.request.urlopen(f"{url.rstrip('/')}/object_info", timeout=60) as r:
+            return json.loads(r.read())
+    sys.path.insert(0, str(HERE.parent))
+    import comfy_host
+    host = comfy_host.bootstrap()
+    host.require_pack()
+    return host.object_info()
+
+
+@dataclass(frozen=True)
+class Input:
+    name: str
+    type: str
+    optional: bool = False
+    widget: bool = False
+    has_default: bool = False
+    default: object = None
+    control: bool = False
+    upload: bool = False
 
 
 @dataclass(frozen=True)
 class Spec:
+    type: str
     display: str
-    inputs: str
-    outputs: str
-    ui_widgets: tuple = ()
-    core: bool = True
+    inputs: tuple
+    outputs: tuple   # (name, type)
 
-    def parsed_inputs(self):
-        out = []
-        for tok in self.inputs.split():
-            name, typ = tok.split(":")
-            optional = typ.endswith("?")
-            typ = typ.rstrip("?")
-            control = typ.endswith("+")
-            typ = typ.rstrip("+")
-            out.append((name, typ, optional, control))
-        return out
+    @property
+    def core(self) -> bool:
+        return not self.type.startswith("FastVMT")
 
-    def parsed_outputs(self):
-        return [tuple(tok.split(":")) for tok in self.outputs.split()]
+    @property
+    def sockets(self):
+        return [i for i in self.inputs if not i.widget]
+
+    @property
+    def widgets(self):
+        return [i for i in self.inputs if i.widget]
+
+    def input(self, name: str) -> Input:
+        for i in self.inputs:
+            if i.name == name:
+                return i
+        raise KeyError(f"{self.type} has no input {name!r}")
+
+    def widget_rows(self):
+        """The frontend's widget rows in order: (input name or None, kind); a seed's
+        control_after_generate and an upload button take a row of their own."""
+        rows = []
+        for w in self.widgets:
+            rows.append((w.name, "value"))
+            if w.control:
+                rows.append((w.name, "control"))
+        if any(w.upload for w in self.widgets):
+            rows.append((None, "upload"))
+        return rows
 
 
-SPECS = {
-    "UNETLoader": Spec("Load Diffusion Model", "unet_name:COMBO weight_dtype:COMBO", "MODEL:MODEL"),
-    "CLIPLoader": Spec("Load CLIP", "clip_name:COMBO type:COMBO device:COMBO?", "CLIP:CLIP"),
-    "VAELoader": Spec("Load VAE", "vae_name:COMBO", "VAE:VAE"),
-    "CLIPTextEncode": Spec("CLIP Text Encode (Prompt)", "text:STRING clip:CLIP", "CONDITIONING:CONDITIONING"),
-    "LoadVideo": Spec("Load Video", "file:COMBO", "VIDEO:VIDEO", ui_widgets=("image",)),
-    "GetVideoComponents": Spec("Get Video Components", "video:VIDEO", "images:IMAGE audio:AUDIO fps:FLOAT"),
-    "EmptyHunyuanLatentVideo": Spec("EmptyHunyuanLatentVideo", "width:INT height:INT length:INT batch_size:INT",
-                                    "LATENT:LATENT"),
-    "KSampler": Spec("KSampler", "model:MODEL seed:INT+ steps:INT cfg:FLOAT sampler_name:COMBO scheduler:COMBO "
-                     "positive:CONDITIONING negative:CONDITIONING latent_image:LATENT denoise:FLOAT", "LATENT:LATENT"),
-    "KSamplerAdvanced": Spec("KSampler (Advanced)", "model:MODEL add_noise:COMBO noise_seed:INT+ steps:INT cfg:FLOAT "
-                             "sampler_name:COMBO scheduler:COMBO positive:CONDITIONING negative:CONDITIONING "
-                             "latent_image:LATENT start_at_step:INT end_at_step:INT return_with_leftover_noise:COMBO",
-                             "LATENT:LATENT"),
-    "ModelSamplingSD3": Spec("ModelSamplingSD3", "model:MODEL shift:FLOAT", "MODEL:MODEL"),
-    "VAEDecode": Spec("VAE Decode", "samples:LATENT vae:VAE", "IMAGE:IMAGE"),
-    "CreateVideo": Spec("Create Video", "images:IMAGE fps:FLOAT audio:AUDIO?", "VIDEO:VIDEO"),
-    "SaveVideo": Spec("Save Video", "video:VIDEO filename_prefix:STRING format:COMBO codec:COMBO", ""),
-    "LoadImage": Spec("Load Image", "image:COMBO", "IMAGE:IMAGE MASK:MASK", ui_widgets=("image",)),
-    "CLIPVisionLoader": Spec("Load CLIP Vision", "clip_name:COMBO", "CLIP_VISION:CLIP_VISION"),
-    "CLIPVisionEncode": Spec("CLIP Vision Encode", "clip_vision:CLIP_VISION image:IMAGE crop:COMBO",
-                             "CLIP_VISION_OUTPUT:CLIP_VISION_OUTPUT"),
-    "WanImageToVideo": Spec("WanImageToVideo", "positive:CONDITIONING negative:CONDITIONING vae:VAE width:INT "
-                            "height:INT length:INT batch_size:INT clip_vision_output:CLIP_VISION_OUTPUT? "
-                            "start_image:IMAGE?", "positive:CONDITIONING negative:CONDITIONING latent:LATENT"),
-    "Wan22ImageToVideoLatent": Spec("Wan22ImageToVideoLatent", "vae:VAE width:INT height:INT length:INT "
-                                    "batch_size:INT start_image:IMAGE?", "LATENT:LATENT"),
-    "FastVMTExtractMotion": Spec(
-        "Extract Motion (Sliding Window)",
-        "model:MODEL width:INT height:INT length:INT motion_block:INT temporal_span:INT window:INT tile_rows:INT "
-        "tile_cols:INT tau:FLOAT images:IMAGE? vae:VAE? latent:LATENT? conditioning:CONDITIONING? "
-        "clip_vision:CLIP_VISION?",
-        "FASTVMT_MOTION:FASTVMT_MOTION", core=False),
-    "FastVMTStepSkipSettings": Spec(
-        "Step-Skip Settings",
-        "mode:COMBO interval:INT inner_steps:INT lr_start:FLOAT lr_end:FLOAT guided_fraction:FLOAT lambda_amf:FLOAT "
-        "lambda_window:FLOAT reference_noise:COMBO reference_seed:INT reference_sigma_cap:FLOAT? exit_block:INT? "
-        "keep_activations:COMBO?",
-        "FASTVMT_SETTINGS:FASTVMT_SETTINGS", core=False),
-    "FastVMTGuidanceSampler": Spec(
-        "FastVMT Guidance Sampler",
-        "model:MODEL seed:INT+ steps:INT cfg:FLOAT sampler_name:COMBO scheduler:COMBO positive:CONDITIONING "
-        "negative:CONDITIONING latent_image:LATENT denoise:FLOAT motion:FASTVMT_MOTION settings:FASTVMT_SETTINGS?",
-        "LATENT:LATENT", core=False),
-    "FastVMTApplyMotion": Spec("Apply FastVMT Motion",
-                               "model:MODEL motion:FASTVMT_MOTION settings:FASTVMT_SETTINGS?", "model:MODEL",
-                               core=False),
-    "FastVMTSaveMotion": Spec("Save Motion", "motion:FASTVMT_MOTION filename_prefix:STRING", "", core=False),
-    "FastVMTLoadMotion": Spec("Load Motion", "motion_file:COMBO", "FASTVMT_MOTION:FASTVMT_MOTION", core=False),
-}
+def load_specs(path: Path = SCHEMA_FILE) -> dict:
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: run python example_workflows/build.py --update-schemas")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    specs = {}
+    for t, d in data.items():
+        inputs = tuple(Input(i["name"], i["type"], i.get("optional", False), i.get("widget", False),
+                             "default" in i, i.get("default"), i.get("control_after_generate", False),
+                             i.get("upload", False)) for i in d["inputs"])
+        specs[t] = Spec(t, d["display_name"], inputs, tuple((o["name"], o["type"]) for o in d["outputs"]))
+    return specs
 
-# Frontend-only node types (never sent to the server).
-VIRTUAL_TYPES = {"Note", "MarkdownNote"}
+
+SPECS = load_specs() if SCHEMA_FILE.is_file() else {}  # empty until --update-schemas
+
 
 HF = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files"
 WAN_T2V_13B = "wan2.1_t2v_1.3B_fp16.safetensors"
@@ -160,10 +235,43 @@ REFERENCE_VIDEO = "reference.mp4"
 START_IMAGE = "start_image.png"
 SIZE = dict(width=832, height=480, length=81)
 
-LOADER_COLOR = ("#322", "#533")
 NOTE_COLOR = ("#432", "#653")
 PROMPT_COLOR = ("#232", "#353")
 NEGATIVE_COLOR = ("#322", "#533")
+
+# --- geometry of LiteGraph as ComfyUI's frontend 1.27 draws it (measured there; the
+# browser test compares every slot position with the frontend's getInputPos/getOutputPos)
+TITLE = 30          # title bar height, drawn above pos
+SLOT = 20           # socket row height
+WIDGET_ROW = 24     # widget row height
+SLOT_Y0 = 14        # first socket's centre below pos
+SLOT_X_IN = 10      # input socket centre right of pos[0]
+SLOT_X_OUT = -9     # output socket centre left of the right edge
+GAP = 40            # vertical gap between stacked nodes (between one's bottom and the next one's title)
+
+# Load Video's preview: the frontend sizes it to the node's width at the clip's aspect
+# ratio (fitDimensionsToNodeWidth) and grows the node to fit; 74 px are its other rows.
+VIDEO_W = 320
+VIDEO_ROWS = 74
+PORTRAIT = 16 / 9   # the tallest clip the layout leaves room for (9:16 portrait)
+VIDEO_RESERVE = math.ceil(VIDEO_ROWS + VIDEO_W * PORTRAIT)
+
+# The pack's web extension (web/js/fastvmt.js) shows a run summary in a box under these
+# nodes after a run, growing them by up to 16 text rows (14 px each, plus margins).
+SUMMARY_NODES = {"FastVMTExtractMotion", "FastVMTGuidanceSampler", "FastVMTLoadMotion", "FastVMTSaveMotion"}
+SUMMARY_ROOM = 16 * 14 + 12 + 20
+
+# --- the first view: a 1600 x 1000 window, ComfyUI 0.3.64 / frontend 1.27.10 defaults.
+# The canvas starts below the top bar (78 px) and right of the side bar (64 px); the
+# minimap (bottom right) and the canvas info text (bottom left) stay clear of the graph.
+WINDOW = (1600, 1000)
+CANVAS_ORIGIN = (64, 78)
+VIEW_MARGIN = 16
+VIEW_REGIONS = (               # window rectangles (x0, y0, x1, y1) the graph may fill
+    (CANVAS_ORIGIN[0] + VIEW_MARGIN, CANVAS_ORIGIN[1] + VIEW_MARGIN, WINDOW[0] - VIEW_MARGIN, 734 - VIEW_MARGIN),
+    (CANVAS_ORIGIN[0] + VIEW_MARGIN, CANVAS_ORIGIN[1] + VIEW_MARGIN, 1306 - VIEW_MARGIN, 915 - VIEW_MARGIN),
+)
+MAX_VIEW_SCALE = 1.0
 
 
 # ---------------------------------------------------------------------------
@@ -186,12 +294,22 @@ class Node:
     values: dict = field(default_factory=dict)   # widget name -> value
     links: dict = field(default_factory=dict)    # input name -> Out
     color: Optional[tuple] = None
+    reserve: Optional[int] = None                # height the node may grow to in the frontend
 
     def out(self, which: Union[int, str] = 0) -> Out:
         if isinstance(which, str):
-            names = [n for n, _ in SPECS[self.type].parsed_outputs()]
+            names = [n for n, _ in SPECS[self.type].outputs]
             which = names.index(which)
         return Out(self, which)
+
+    @property
+    def height(self) -> float:
+        """Height the layout keeps for the node (its size, or the room it may grow to)."""
+        return max(self.size[1], self.reserve or 0)
+
+    def rect(self) -> list:
+        """[x, y, w, h] including the title bar and the reserved growth."""
+        return [self.pos[0], self.pos[1] - TITLE, self.size[0], self.height + TITLE]
 
 
 @dataclass
@@ -202,33 +320,42 @@ class Group:
 
 
 class Graph:
-    def __init__(self, name: str, description: str):
+    def __init__(self, name: str, title: str, description: str, max_crossings: int = 0):
         self.name = name
-        self.description = description
+        self.title = title              # drawn on the template thumbnail
+        self.description = description  # one line, drawn on the template thumbnail
+        self.max_crossings = max_crossings  # link-behind-node budget (check_layout)
         self.nodes: list[Node] = []
         self.groups: list[Group] = []
 
-    def add(self, type_: str, pos, *, title=None, size=None, color=None, **kw) -> Node:
-        spec = SPECS[type_]
-        names = {n for n, *_ in spec.parsed_inputs()}
+    def add(self, type_: str, pos=(0, 0), *, title=None, size=None, color=None, reserve=None, **kw) -> Node:
+        spec = SPECS.get(type_)
+        if spec is None:
+            raise KeyError(f"no schema for {type_}: add it to NODE_TYPES and run build.py --update-schemas")
         values, links = {}, {}
         for k, v in kw.items():
-            if k not in names:
-                raise KeyError(f"{type_} has no input {k!r}")
+            inp = spec.input(k)
             if isinstance(v, Node):
                 v = v.out(0)
-            (links if isinstance(v, Out) else values)[k] = v
-        for name, typ, optional, _ in spec.parsed_inputs():
-            if typ in WIDGET_TYPES and name not in values and name not in links and not optional:
-                raise KeyError(f"{type_}: widget {name!r} needs a value")
-            if typ not in WIDGET_TYPES and name not in links and not optional:
-                raise KeyError(f"{type_}: input {name!r} must be connected")
-        node = Node(len(self.nodes) + 1, type_, tuple(pos), tuple(size or _default_size(spec)), title, values, links,
-                    color)
+            if isinstance(v, Out):
+                links[k] = v
+            elif not inp.widget:
+                raise KeyError(f"{type_}: socket {k!r} takes a link, not {v!r}")
+            else:
+                values[k] = v
+        for inp in spec.inputs:
+            if inp.widget and inp.name not in values and inp.name not in links and not inp.has_default:
+                raise KeyError(f"{type_}: widget {inp.name!r} has no default: give it a value")
+            if not inp.widget and not inp.optional and inp.name not in links:
+                raise KeyError(f"{type_}: input {inp.name!r} must be connected")
+        if reserve is None and type_ in SUMMARY_NODES:
+            reserve = default_size(spec)[1] + SUMMARY_ROOM
+        node = Node(len(self.nodes) + 1, type_, tuple(pos), tuple(size or default_size(spec)), title, values, links,
+                    color, reserve)
         self.nodes.append(node)
         return node
 
-    def note(self, text: str, pos, size=(380, 160), title="Note") -> Node:
+    def note(self, text: str, pos=(0, 0), size=(380, 160), title="Note") -> Node:
         node = Node(len(self.nodes) + 1, "Note", tuple(pos), tuple(size), title, {"text": text}, {}, NOTE_COLOR)
         self.nodes.append(node)
         return node
@@ -237,88 +364,49 @@ class Graph:
         self.groups.append(Group(title, list(nodes), color))
 
 
-def _default_size(spec: Spec):
-    inputs = spec.parsed_inputs()
-    sockets = sum(1 for _, t, *_ in inputs if t not in WIDGET_TYPES)
-    widgets = sum(1 + c for _, t, _, c in inputs if t in WIDGET_TYPES) + len(spec.ui_widgets)
-    outs = len(spec.parsed_outputs())
-    return (320, 30 + 22 * max(sockets, outs) + 24 * widgets + 10)
+def default_size(spec: Spec):
+    """A node's size: at least what the frontend computes for it (computeSize)."""
+    rows = max(len(spec.sockets), len(spec.outputs))
+    return (320, SLOT * rows + WIDGET_ROW * len(spec.widget_rows()) + 24)
+
+
+def column(x, y, *nodes, gap=GAP):
+    """Stacks ``nodes`` top-down at ``x`` from ``y`` (``y``: the first one's pos, below its
+    title bar); returns the y below the last one."""
+    for n in nodes:
+        n.pos = (x, y)
+        y += n.height + gap + TITLE
+    return y - gap - TITLE
 
 
 # ---------------------------------------------------------------------------
 # the workflows
 # ---------------------------------------------------------------------------
-
-def _loaders(g: Graph, x=0, y=0, clip=True):
-    unet = g.add("UNETLoader", (x, y), unet_name=WAN_T2V_13B, weight_dtype="default", color=LOADER_COLOR)
-    clip_node = None
-    if clip:
-        clip_node = g.add("CLIPLoader", (x, y + 150), clip_name=UMT5, type="wan", device="default",
-                          color=LOADER_COLOR)
-    vae = g.add("VAELoader", (x, y + 330 if clip else y + 150), vae_name=WAN_VAE, color=LOADER_COLOR)
-    return unet, clip_node, vae
-
-
-def _reference(g: Graph, unet, clip, vae, x, y, motion_block=None, size=None, clip_vision=None):
-    """Reference video -> Extract Motion (``size``: the generation's width / height / length;
-    ``clip_vision``: the CLIP vision loader of a Wan 2.1 image-to-video workflow)."""
-    d = SETTINGS.FastVMTSettings()
-    size = SIZE if size is None else size
-    video = g.add("LoadVideo", (x, y), title="Reference Video", size=(320, 330), file=REFERENCE_VIDEO)
-    comps = g.add("GetVideoComponents", (x, y + 370), video=video)
-    ref_prompt = g.add("CLIPTextEncode", (x + 360, y + 420), title="Reference Prompt (empty)", size=(320, 100),
-                       clip=clip, text="")
-    extra = {} if clip_vision is None else {"clip_vision": clip_vision}
-    extract = g.add("FastVMTExtractMotion", (x + 360, y), model=unet, images=comps.out("images"), vae=vae,
-                    conditioning=ref_prompt, width=size["width"], height=size["height"], length=size["length"],
-                    motion_block=d.motion_block if motion_block is None else motion_block,
-                    temporal_span=d.temporal_span, window=d.window, tile_rows=d.tile[0], tile_cols=d.tile[1], tau=d.tau,
-                    **extra)
-    return video, comps, ref_prompt, extract
-
-
-def _settings_module():
-    """fastvmt_core/settings.py, the one source of every default (stdlib only: loaded by path,
-    so building the workflows needs neither torch nor ComfyUI)."""
-    spec = importlib.util.spec_from_file_location("fastvmt_settings", HERE.parent / "fastvmt_core" / "settings.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up by name
-    spec.loader.exec_module(mod)
-    return mod
-
-
-SETTINGS = _settings_module()
-
-
-def _settings(g: Graph, pos):
-    return g.add("FastVMTStepSkipSettings", pos, **SETTINGS.FastVMTSettings().step_skip_inputs())
-
-
-def _prompts(g: Graph, clip, x, y, positive_text, title="Positive Prompt"):
-    pos = g.add("CLIPTextEncode", (x, y), title=title, size=(420, 180), color=PROMPT_COLOR, clip=clip,
-                text=positive_text)
-    neg = g.add("CLIPTextEncode", (x, y + 220), title="Negative Prompt", size=(420, 180), color=NEGATIVE_COLOR,
-                clip=clip, text=NEGATIVE)
-    return pos, neg
-
-
-def _output(g: Graph, latent, vae, fps, x, y, prefix):
-    decode = g.add("VAEDecode", (x, y), samples=latent, vae=vae)
-    create = g.add("CreateVideo", (x, y + 130), images=decode, fps=fps)
-    save = g.add("SaveVideo", (x + 340, y), size=(480, 420), video=create, filename_prefix=prefix, format="auto",
-                 codec="auto")
-    return decode, create, save
-
+# Layout: nodes stand in columns, and a link joins neighbouring columns wherever it can
+# (it then runs through the empty space between them, not behind other nodes); a link
+# that has to pass a column runs along a row that column leaves free. Loaders and other
+# nodes without inputs stand next to the nodes they feed; notes stand where no link runs.
+# Room is left under Load Video for a portrait clip's preview and under the nodes with
+# a run summary for its box (Node.reserve).
 
 POSITIVE = ("A red fox runs across a snowy meadow toward the camera, its breath visible in the cold air, "
             "soft morning light, cinematic, highly detailed.")
+I2V_POSITIVE = ("The subject in the image moves naturally through the scene, following the motion of the "
+                "reference clip, soft natural light, cinematic, highly detailed.")
 
-NOTE_MODELS = (
-    "Models (Comfy-Org's repackaged Wan 2.1):\n"
-    f"- models/diffusion_models/{WAN_T2V_13B} (or the 14B)\n"
-    f"- models/text_encoders/{UMT5}\n"
-    f"- models/vae/{WAN_VAE}\n"
-    "A missing file shows as a red loader; the frontend offers the download.")
+MODELS_COLOR = "#3f789e"
+REFERENCE_COLOR = "#8A8"
+PROMPTS_COLOR = "#88A"
+OUTPUT_COLOR = "#a1309b"
+
+
+def _models_note(title: str, files, extra: str = "") -> str:
+    lines = [f"Models ({title}):"] + [f"- models/{MODEL_FILES[f][0]}/{f}{extra if i == 0 else ''}"
+                                      for i, f in enumerate(files)]
+    return ("\n".join(lines) + "\n\nA file ComfyUI cannot find is listed when the workflow opens "
+            "('Missing Models', with a download button: the links are stored in the workflow). After adding "
+            "files, press R to refresh the loaders' lists.")
+
 
 NOTE_REFERENCE = (
     "Reference video: upload your clip in 'Reference Video' (any length; the first 81 frames are used, "
@@ -335,72 +423,183 @@ NOTE_SAMPLER = (
     "The output fps follows the reference video's fps (linked from Get Video Components).")
 
 
-def _transfer_inputs(g: Graph, unet=None, motion_block=None) -> dict:
-    """The nodes the single-run workflows share: loaders, reference motion, prompts, empty
-    latent and Step-Skip Settings (created in this order, so node ids stay stable).
-    ``unet``: a callable adding the model the motion is extracted with (default: the loader)."""
-    loader, clip, vae = _loaders(g, 0, 0)
-    unet = loader if unet is None else unet(loader)
-    video, comps, ref_prompt, extract = _reference(g, unet, clip, vae, 0, 500, motion_block)
-    pos, neg = _prompts(g, clip, 760, 0, POSITIVE)
-    latent = g.add("EmptyHunyuanLatentVideo", (760, 440), title="Empty Wan Latent Video", width=SIZE["width"],
-                   height=SIZE["height"], length=SIZE["length"], batch_size=1)
-    settings = _settings(g, (760, 640))
-    return dict(loader=loader, unet=unet, clip=clip, vae=vae, video=video, comps=comps, ref_prompt=ref_prompt,
-                extract=extract, pos=pos, neg=neg, latent=latent, settings=settings)
+def _video(g: Graph):
+    return g.add("LoadVideo", title="Reference Video", size=(VIDEO_W, 400), reserve=VIDEO_RESERVE,
+                 file=REFERENCE_VIDEO)
 
 
-def _transfer_notes_and_groups(g: Graph, n: dict, guidance: list, out, note: str, note_pos, note_size) -> None:
-    n1 = g.note(NOTE_MODELS, (-420, 0), (380, 200), "Models")
-    n2 = g.note(NOTE_REFERENCE, (-420, 500), (380, 300), "Reference video and size")
-    n3 = g.note(note, note_pos, note_size, "Prompt and guidance")
-    g.group("Models", [n["loader"], n["clip"], n["vae"], *n.get("more_models", ()), n1])
-    g.group("Reference motion", [n["video"], n["comps"], n["ref_prompt"], n["extract"], n2], "#8A8")
-    g.group("Prompts and guidance", [n["pos"], n["neg"], n["latent"], n["settings"], *guidance, n3], "#88A")
-    g.group("Output", list(out), "#a1309b")
+def _extract(g: Graph, unet, comps, vae, ref_prompt, motion_block=14, size=None, clip_vision=None):
+    size = SIZE if size is None else size
+    extra = {} if clip_vision is None else {"clip_vision": clip_vision}
+    return g.add("FastVMTExtractMotion", model=unet, images=comps.out("images"), vae=vae, conditioning=ref_prompt,
+                 motion_block=motion_block, **size, **extra)
+
+
+def _prompt(g: Graph, clip, text, title="Positive Prompt", size=(420, 180)):
+    return g.add("CLIPTextEncode", title=title, size=size, color=PROMPT_COLOR, clip=clip, text=text)
+
+
+def _negative(g: Graph, clip, size=(420, 180)):
+    return g.add("CLIPTextEncode", title="Negative Prompt", size=size, color=NEGATIVE_COLOR, clip=clip, text=NEGATIVE)
+
+
+def _output(g: Graph, latent, vae, fps, prefix):
+    decode = g.add("VAEDecode", samples=latent, vae=vae)
+    create = g.add("CreateVideo", images=decode, fps=fps)
+    save = g.add("SaveVideo", size=(480, 420), video=create, filename_prefix=prefix, format="auto", codec="auto")
+    return decode, create, save
+
+
+# Single-run text-to-video workflows. Columns, left to right (top rows; bottom rows):
+#   A  Load CLIP, Models note;                        Load Video
+#   B  the model (loader, or its shift), prompts,     reference prompt, VAE, Get Video
+#      empty latent;                                  Components
+#   C  Step-Skip Settings;                            Extract Motion
+#   D  the sampler(s), guidance note;                 reference note
+#   E  VAE Decode, Create Video    F  Save Video      (bottom rows)
+# The model reaches the sampler along the top edge, the VAE and the reference fps reach
+# the output below Extract Motion; everything else joins neighbouring columns.
+XA, XB, XC, XD = 0, 440, 980, 1440
+XE = XD + 340 + 160
+XF = XE + 320 + 60
+
+
+def _transfer_inputs(g: Graph, unet_name=WAN_T2V_13B, shift=None, motion_block=14) -> dict:
+    """Loaders, reference motion, prompts, empty latent and Step-Skip Settings of the
+    single-run text-to-video workflows (created in this order, so node ids stay stable)."""
+    loader = g.add("UNETLoader", unet_name=unet_name, weight_dtype="default")
+    clip = g.add("CLIPLoader", clip_name=UMT5, type="wan", device="default")
+    vae = g.add("VAELoader", vae_name=WAN_VAE)
+    unet = loader
+    if shift is not None:
+        unet = g.add("ModelSamplingSD3", size=(420, 60), model=loader, shift=shift)
+    video = _video(g)
+    comps = g.add("GetVideoComponents", video=video)
+    ref_prompt = g.add("CLIPTextEncode", title="Reference Prompt (empty)", size=(420, 100), clip=clip, text="")
+    extract = _extract(g, unet, comps, vae, ref_prompt, motion_block)
+    pos = _prompt(g, clip, POSITIVE)
+    neg = _negative(g, clip)
+    latent = g.add("EmptyHunyuanLatentVideo", title="Empty Wan Latent Video", batch_size=1, **SIZE)
+    settings = g.add("FastVMTStepSkipSettings")
+    n = dict(loader=loader, unet=unet, clip=clip, vae=vae, video=video, comps=comps, ref_prompt=ref_prompt,
+             extract=extract, pos=pos, neg=neg, latent=latent, settings=settings)
+    return n
+
+
+def _transfer_layout(n: dict, top: int = 0):
+    """Places the nodes of _transfer_inputs. ``top``: the y of the model node (more model
+    rows may stand above it); the guidance nodes stand in column D from ``top``."""
+    if n["unet"] is n["loader"]:
+        n["loader"].size = (420, n["loader"].size[1])
+        column(XB, top, n["loader"])
+    else:
+        column(XA, top, n["loader"])
+        column(XB, top, n["unet"])
+    y = column(XB, top + 180, n["pos"], n["neg"], n["latent"])
+    column(XA, n["pos"].pos[1] + 60, n["clip"])
+    y = column(XC, y - 100, n["settings"]) + 100 + TITLE
+    column(XC, y, n["extract"])
+    column(XB, y + 60, n["ref_prompt"])
+    column(XA, y, n["video"])
+    column(XB, n["extract"].pos[1] + n["extract"].height + 40, n["vae"], n["comps"])
+
+
+def _transfer_output(g: Graph, n: dict, latent, prefix, fps=None):
+    out = _output(g, latent, n["vae"], n["comps"].out("fps") if fps is None else fps, prefix)
+    decode, create, save = out
+    column(XE, n["vae"].pos[1] - SLOT, decode)
+    column(XE, n["comps"].pos[1] - 2, create)
+    column(XF, decode.pos[1], save)
+    return out
+
+
+def _transfer_notes_and_groups(g: Graph, n: dict, guidance: list, out, note: str, note_h=320,
+                               note_at=None) -> None:
+    n1 = g.note(_models_note("Comfy-Org's repackaged Wan 2.1", [WAN_T2V_13B, UMT5, WAN_VAE], " (or the 14B)"),
+                size=(320, 250), title="Models")
+    n2 = g.note(NOTE_REFERENCE, size=(340, 330), title="Reference video and size")
+    n3 = g.note(note, size=(340 if note_at is None else 420, note_h), title="Prompt and guidance")
+    column(XA, n["clip"].pos[1] + n["clip"].height + GAP + TITLE, n1)
+    column(*(note_at or (XD, guidance[-1].pos[1] + guidance[-1].height + GAP + TITLE)), n3)
+    column(XD, n["extract"].pos[1], n2)
+    models = [n["loader"], n["clip"]] + ([n["unet"]] if n["unet"] is not n["loader"] else [])
+    g.group("Models, prompts and size", [*models, *n.get("more_models", ()), n["pos"], n["neg"], n["latent"], n1],
+            MODELS_COLOR)
+    g.group("Guidance", [n["settings"], *guidance, n3], PROMPTS_COLOR)
+    g.group("Reference motion", [n["video"], n["comps"], n["ref_prompt"], n["vae"], n["extract"], n2],
+            REFERENCE_COLOR)
+    g.group("Output", list(out), OUTPUT_COLOR)
 
 
 def wf_guidance_sampler() -> Graph:
-    g = Graph("fastvmt_wan21_t2v_motion_transfer",
-              "FastVMT motion transfer with the FastVMT Guidance Sampler (Wan 2.1 T2V 1.3B).")
+    g = Graph("fastvmt_wan21_t2v_motion_transfer", "Motion transfer: Wan 2.1 1.3B",
+              "A reference clip's motion in a new text-to-video, with the FastVMT Guidance Sampler.")
     n = _transfer_inputs(g)
-    sampler = g.add("FastVMTGuidanceSampler", (1220, 0), size=(340, 380), model=n["unet"], positive=n["pos"],
+    sampler = g.add("FastVMTGuidanceSampler", size=(340, 380), model=n["unet"], positive=n["pos"],
                     negative=n["neg"], latent_image=n["latent"], motion=n["extract"], settings=n["settings"],
                     seed=42, steps=50, cfg=6.0, sampler_name="euler", scheduler="simple", denoise=1.0)
-    out = _output(g, sampler, n["vae"], n["comps"].out("fps"), 1620, 0, "video/fastvmt")
-    _transfer_notes_and_groups(g, n, [sampler], out, NOTE_SAMPLER, (1220, 420), (340, 320))
+    _transfer_layout(n)
+    column(XD, 0, sampler)
+    out = _transfer_output(g, n, sampler, "video/fastvmt")
+    _transfer_notes_and_groups(g, n, [sampler], out, NOTE_SAMPLER)
     return g
 
 
 def wf_apply_motion() -> Graph:
-    g = Graph("fastvmt_wan21_t2v_apply_motion_ksampler",
-              "FastVMT motion transfer with Apply FastVMT Motion and the stock KSampler (Wan 2.1 T2V 1.3B).")
+    g = Graph("fastvmt_wan21_t2v_apply_motion_ksampler", "Motion transfer: stock KSampler",
+              "Apply FastVMT Motion patches the model; the stock KSampler then transfers the motion "
+              "(Wan 2.1 1.3B).")
     n = _transfer_inputs(g)
-    apply = g.add("FastVMTApplyMotion", (1220, 0), model=n["unet"], motion=n["extract"], settings=n["settings"])
-    sampler = g.add("KSampler", (1220, 150), size=(340, 300), model=apply, positive=n["pos"], negative=n["neg"],
+    apply = g.add("FastVMTApplyMotion", size=(340, 110), model=n["unet"], motion=n["extract"],
+                  settings=n["settings"])
+    sampler = g.add("KSampler", size=(340, 300), model=apply, positive=n["pos"], negative=n["neg"],
                     latent_image=n["latent"], seed=42, steps=50, cfg=6.0, sampler_name="euler", scheduler="simple",
                     denoise=1.0)
-    out = _output(g, sampler, n["vae"], n["comps"].out("fps"), 1620, 0, "video/fastvmt_ksampler")
+    _transfer_layout(n)
+    column(XD, 0, apply, sampler)
+    out = _transfer_output(g, n, sampler, "video/fastvmt_ksampler")
     note = ("Apply FastVMT Motion returns a patched copy of the model; any stock sampler that takes a MODEL "
             "(KSampler, KSamplerAdvanced, SamplerCustomAdvanced) then transfers the motion. Same result as the "
             "FastVMT Guidance Sampler for the same inputs.\n\n" + NOTE_SAMPLER)
-    _transfer_notes_and_groups(g, n, [apply, sampler], out, note, (1220, 490), (340, 420))
+    _transfer_notes_and_groups(g, n, [apply, sampler], out, note, 420)
     return g
 
 
+NOTE_EXTRACT = (
+    "Step 1 of 2: extract the motion once.\n\nThe file lands in output/fastvmt/motion_00001_.safetensors. "
+    "Copy it into input/fastvmt/ (or upload it with fastvmt_runner.py --motion) and open "
+    "'fastvmt_wan21_t2v_reuse_saved_motion' to generate as many videos from it as you like, without "
+    "re-encoding the reference.\n\n"
+    "Reference video: upload your clip in 'Reference Video' (any length; the first 81 frames are used, "
+    "resized and centre-cropped).\n\n"
+    "Size: a motion keeps the width / height / length it was extracted at, and the videos made from it have "
+    "that size (832x480x81 here: Wan 2.1's native 480p). Smaller sizes (e.g. 480x272, 33 frames) run much "
+    "faster.\n\n"
+    "motion_block 14 suits the 30-block 1.3B; the 14B has 40 blocks (try 20).")
+
+
 def wf_extract_save() -> Graph:
-    g = Graph("fastvmt_wan21_t2v_extract_and_save_motion",
-              "Extract a reference motion once and save it (step 1 of the motion library).")
-    unet, clip, vae = _loaders(g, 0, 0)
-    video, comps, ref_prompt, extract = _reference(g, unet, clip, vae, 0, 500)
-    save = g.add("FastVMTSaveMotion", (760, 500), size=(340, 90), motion=extract, filename_prefix="fastvmt/motion")
-    n = g.note(
-        "Step 1 of 2: extract the motion once.\n\nThe file lands in output/fastvmt/motion_00001_.safetensors. "
-        "Copy it into input/fastvmt/ (or upload it with fastvmt_runner.py --motion) and open "
-        "'fastvmt_wan21_t2v_reuse_saved_motion' to generate as many videos from it as you like, without "
-        "re-encoding the reference.\n\n" + NOTE_REFERENCE, (760, 640), (400, 400), "Save once, reuse")
-    g.group("Models", [unet, clip, vae])
-    g.group("Extract and save", [video, comps, ref_prompt, extract, save, n], "#8A8")
+    g = Graph("fastvmt_wan21_t2v_extract_and_save_motion", "Save a motion (step 1 of 2)",
+              "Extract a reference clip's motion once and save it as a file, to reuse with any prompt.")
+    unet = g.add("UNETLoader", size=(420, 110), unet_name=WAN_T2V_13B, weight_dtype="default")
+    clip = g.add("CLIPLoader", clip_name=UMT5, type="wan", device="default")
+    vae = g.add("VAELoader", size=(420, 86), vae_name=WAN_VAE)
+    video = _video(g)
+    comps = g.add("GetVideoComponents", size=(420, 106), video=video)
+    ref_prompt = g.add("CLIPTextEncode", title="Reference Prompt (empty)", size=(420, 100), clip=clip, text="")
+    extract = _extract(g, unet, comps, vae, ref_prompt)
+    save = g.add("FastVMTSaveMotion", size=(340, 90), motion=extract, filename_prefix="fastvmt/motion")
+    note = g.note(NOTE_EXTRACT, size=(400, 500), title="Save once, reuse")
+    models_note = g.note(_models_note("Comfy-Org's repackaged Wan 2.1", [WAN_T2V_13B, UMT5, WAN_VAE],
+                                      " (or the 14B)"), size=(320, 250), title="Models")
+    column(XA, 0, models_note)
+    column(XB, 0, unet)
+    column(XB, 400, ref_prompt, vae, comps)
+    column(XA, 400, clip, video)
+    column(XC, 400, extract)
+    column(XD, 400, save, note)
+    g.group("Models", [unet, models_note], MODELS_COLOR)
+    g.group("Extract and save", [clip, video, comps, ref_prompt, vae, extract, save, note], REFERENCE_COLOR)
     return g
 
 
@@ -412,57 +611,72 @@ REUSE_PROMPTS = [
                  "warm light, shallow depth of field."),
 ]
 
+NOTE_REUSE = (
+    "Step 2 of 2: one saved motion, several prompts.\n\nPut the file saved by "
+    "'fastvmt_wan21_t2v_extract_and_save_motion' into input/fastvmt/ and pick it in 'Load Motion' "
+    "(press R to refresh the list). The motion keeps its size: the empty latent's width / height / length "
+    "must equal the ones it was extracted at (832x480x81 here).\n\nEach branch is one video; delete or "
+    "bypass (Ctrl+B) branches you do not need, or copy one to add prompts. Videos are written at Wan's "
+    "16 fps.")
+
 
 def wf_reuse() -> Graph:
-    g = Graph("fastvmt_wan21_t2v_reuse_saved_motion",
-              "Load a saved motion and generate several videos with different prompts (step 2 of the motion "
-              "library).")
-    unet, clip, vae = _loaders(g, 0, 0)
-    motion = g.add("FastVMTLoadMotion", (0, 500), size=(340, 90), motion_file="fastvmt/motion_00001_.safetensors")
-    settings = _settings(g, (0, 630))
-    neg = g.add("CLIPTextEncode", (380, 0), title="Negative Prompt", size=(420, 180), color=NEGATIVE_COLOR,
-                clip=clip, text=NEGATIVE)
-    latent = g.add("EmptyHunyuanLatentVideo", (380, 220), title="Empty Wan Latent Video", width=SIZE["width"],
-                   height=SIZE["height"], length=SIZE["length"], batch_size=1)
-    chains = []
+    g = Graph("fastvmt_wan21_t2v_reuse_saved_motion", "Reuse a saved motion (step 2 of 2)",
+              "One saved motion, three prompts, three videos: no reference clip to encode.")
+    unet = g.add("UNETLoader", size=(420, 110), unet_name=WAN_T2V_13B, weight_dtype="default")
+    clip = g.add("CLIPLoader", clip_name=UMT5, type="wan", device="default")
+    vae = g.add("VAELoader", size=(340, 86), vae_name=WAN_VAE)
+    motion = g.add("FastVMTLoadMotion", size=(420, 90), motion_file="fastvmt/motion_00001_.safetensors")
+    settings = g.add("FastVMTStepSkipSettings", size=(420, 348))
+    neg = _negative(g, clip, size=(420, 140))
+    latent = g.add("EmptyHunyuanLatentVideo", title="Empty Wan Latent Video", size=(420, 130), batch_size=1,
+                   **SIZE)
+    xb, xc = XB, XB + 420 + 160
+    xd = xc + 340 + 160
+    y = column(xb, 0, unet, motion, settings) + 120
+    y = column(xb, y, latent, neg) + GAP + 60
+    chains, y_s = [], 0
     for i, (title, text) in enumerate(REUSE_PROMPTS):
-        y = 560 + i * 540
-        pos = g.add("CLIPTextEncode", (380, y), title=title, size=(420, 180), color=PROMPT_COLOR, clip=clip, text=text)
-        sampler = g.add("FastVMTGuidanceSampler", (840, y), size=(340, 380), model=unet, positive=pos, negative=neg,
+        pos = _prompt(g, clip, text, title, size=(420, 140))
+        sampler = g.add("FastVMTGuidanceSampler", size=(340, 320), model=unet, positive=pos, negative=neg,
                         latent_image=latent, motion=motion, settings=settings, seed=42, steps=50, cfg=6.0,
                         sampler_name="euler", scheduler="simple", denoise=1.0)
-        out = _output(g, sampler, vae, 16.0, 1220, y, f"video/fastvmt_{'abc'[i]}")
+        out = _output(g, sampler, vae, 16.0, f"video/fastvmt_{'abc'[i]}")
+        y = column(xb, y, pos) + GAP + TITLE
+        column(xc, y_s, sampler)
+        decode, create, save = out
+        column(xd, y_s, decode, create)
+        column(xd + 360, y_s, save)
+        y_s = max(save.pos[1] + save.height, sampler.pos[1] + sampler.height) + 100
         chains.append([pos, sampler, *out])
-    n = g.note(
-        "Step 2 of 2: one saved motion, several prompts.\n\nPut the file saved by "
-        "'fastvmt_wan21_t2v_extract_and_save_motion' into input/fastvmt/ and pick it in 'Load Motion' "
-        "(press R to refresh the list). The motion keeps its size: the empty latent's width / height / length "
-        "must equal the ones it was extracted at (832x480x81 here).\n\nEach branch is one video; delete or "
-        "bypass (Ctrl+B) branches you do not need, or copy one to add prompts. Videos are written at Wan's "
-        "16 fps.", (-420, 500), (380, 320), "Reuse a saved motion")
-    g.group("Models", [unet, clip, vae])
-    g.group("Saved motion", [motion, settings, n], "#8A8")
-    g.group("Shared", [neg, latent], "#88A")
+    column(xc, chains[-1][1].pos[1] + chains[-1][1].height + GAP + TITLE, vae)
+    n = g.note(NOTE_REUSE, size=(320, 420), title="Reuse a saved motion")
+    column(XA, 0, n)
+    column(XA, (neg.pos[1] + chains[-1][0].pos[1]) // 2, clip)
+    g.group("Models and saved motion", [unet, motion, settings, n], MODELS_COLOR)
+    g.group("Prompts and size", [clip, latent, neg] + [c[0] for c in chains], PROMPTS_COLOR)
+    g.group("Sampling", [c[1] for c in chains] + [vae], REFERENCE_COLOR)
     for i, chain in enumerate(chains):
-        g.group(f"Video {'ABC'[i]}", chain, "#a1309b")
+        g.group(f"Video {'ABC'[i]}", chain[2:], OUTPUT_COLOR)
     return g
 
 
 def wf_uni_pc() -> Graph:
-    g = Graph("fastvmt_wan21_t2v_uni_pc",
-              "FastVMT motion transfer with the settings of ComfyUI's Wan 2.1 template: uni_pc, 30 steps, shift 8.")
-    n = _transfer_inputs(g, unet=lambda loader: g.add("ModelSamplingSD3", (380, 0), size=(320, 60),
-                                                      model=loader, shift=8.0))
+    g = Graph("fastvmt_wan21_t2v_uni_pc", "Motion transfer: uni_pc, 30 steps",
+              "The sampler settings of ComfyUI's Wan 2.1 text-to-video template (uni_pc, 30 steps, shift 8).")
+    n = _transfer_inputs(g, shift=8.0)
     n["more_models"] = [n["unet"]]
-    sampler = g.add("FastVMTGuidanceSampler", (1220, 0), size=(340, 380), model=n["unet"], positive=n["pos"],
+    sampler = g.add("FastVMTGuidanceSampler", size=(340, 380), model=n["unet"], positive=n["pos"],
                     negative=n["neg"], latent_image=n["latent"], motion=n["extract"], settings=n["settings"],
                     seed=42, steps=30, cfg=6.0, sampler_name="uni_pc", scheduler="simple", denoise=1.0)
-    out = _output(g, sampler, n["vae"], n["comps"].out("fps"), 1620, 0, "video/fastvmt_uni_pc")
+    _transfer_layout(n)
+    column(XD, 0, sampler)
+    out = _transfer_output(g, n, sampler, "video/fastvmt_uni_pc")
     note = ("The sampler settings of ComfyUI's own Wan 2.1 text-to-video template: uni_pc / simple, 30 steps, "
             "cfg 6, shift 8. The first 20% of the process (6 of 30 steps) is guided; UniPC cannot take one step "
             "on its own, so those 6 steps are Euler steps (the first-order step of the same family for a flow "
             "model) and UniPC takes over from step 7.\n\n" + NOTE_SAMPLER.split("\n\n", 1)[0])
-    _transfer_notes_and_groups(g, n, [sampler], out, note, (1220, 420), (340, 320))
+    _transfer_notes_and_groups(g, n, [sampler], out, note)
     return g
 
 
@@ -481,51 +695,44 @@ NOTE_TWO_EXPERTS = (
 
 
 def wf_two_experts() -> Graph:
-    g = Graph("fastvmt_wan22_t2v_14b_two_experts",
-              "FastVMT motion transfer on Wan 2.2 14B T2V: high- and low-noise experts, two KSamplerAdvanced.")
-
-    def high(loader):
-        loader.values["unet_name"] = WAN22_T2V_HIGH
-        return g.add("ModelSamplingSD3", (380, 0), size=(320, 60), title="Shift (high noise)", model=loader,
-                     shift=5.0)
-
-    n = _transfer_inputs(g, unet=high, motion_block=20)
-    low_loader = g.add("UNETLoader", (0, -150), title="Load Diffusion Model (low noise)", color=LOADER_COLOR,
-                       unet_name=WAN22_T2V_LOW, weight_dtype="default")
-    low = g.add("ModelSamplingSD3", (380, -150), size=(320, 60), title="Shift (low noise)", model=low_loader,
-                shift=5.0)
-    n["more_models"] = [n["unet"], low_loader, low]
-    apply_high = g.add("FastVMTApplyMotion", (1220, 0), title="Apply FastVMT Motion (high noise)", model=n["unet"],
-                       motion=n["extract"], settings=n["settings"])
-    apply_low = g.add("FastVMTApplyMotion", (1220, 150), title="Apply FastVMT Motion (low noise)", model=low,
+    g = Graph("fastvmt_wan22_t2v_14b_two_experts", "Motion transfer: Wan 2.2 14B, two experts",
+              "High- and low-noise experts in two KSamplerAdvanced, the motion applied to both (Wan 2.2 T2V).")
+    n = _transfer_inputs(g, unet_name=WAN22_T2V_HIGH, shift=5.0, motion_block=20)
+    n["loader"].title, n["unet"].title = "Load Diffusion Model (high noise)", "Shift (high noise)"
+    low_loader = g.add("UNETLoader", title="Load Diffusion Model (low noise)", unet_name=WAN22_T2V_LOW,
+                       weight_dtype="default")
+    low = g.add("ModelSamplingSD3", size=(420, 60), title="Shift (low noise)", model=low_loader, shift=5.0)
+    n["more_models"] = [low_loader, low]
+    apply_high = g.add("FastVMTApplyMotion", size=(340, 110), title="Apply FastVMT Motion (high noise)",
+                       model=n["unet"], motion=n["extract"], settings=n["settings"])
+    apply_low = g.add("FastVMTApplyMotion", size=(340, 110), title="Apply FastVMT Motion (low noise)", model=low,
                       motion=n["extract"], settings=n["settings"])
-    first = g.add("KSamplerAdvanced", (1220, 300), title="KSampler (high noise, steps 0-10)",
+    first = g.add("KSamplerAdvanced", size=(340, 368), title="KSampler (high noise, steps 0-10)",
                   model=apply_high, positive=n["pos"], negative=n["neg"], latent_image=n["latent"],
                   add_noise="enable", noise_seed=42, steps=20, cfg=3.5, sampler_name="euler", scheduler="simple",
                   start_at_step=0, end_at_step=10, return_with_leftover_noise="enable")
-    second = g.add("KSamplerAdvanced", (1220, 720), title="KSampler (low noise, steps 10-20)",
+    second = g.add("KSamplerAdvanced", size=(340, 368), title="KSampler (low noise, steps 10-20)",
                    model=apply_low, positive=n["pos"], negative=n["neg"], latent_image=first,
                    add_noise="disable", noise_seed=0, steps=20, cfg=3.5, sampler_name="euler", scheduler="simple",
                    start_at_step=10, end_at_step=10000, return_with_leftover_noise="disable")
-    out = _output(g, second, n["vae"], n["comps"].out("fps"), 1620, 0, "video/fastvmt_wan22")
-    _transfer_notes_and_groups(g, n, [apply_high, apply_low, first, second], out, NOTE_TWO_EXPERTS,
-                               (1220, 1130), (340, 600))
+    _transfer_layout(n, top=150)
+    column(XA, 0, low_loader)
+    column(XB, 0, low)
+    n["loader"].pos = (XA, 150)
+    column(XD, 0, apply_low, apply_high)
+    column(XE, 300, first, second)
+    out = _transfer_output(g, n, second, "video/fastvmt_wan22")
+    _transfer_notes_and_groups(g, n, [apply_high, apply_low, first, second], out, NOTE_TWO_EXPERTS, 620,
+                               note_at=(XF, 0))
     return g
+
 
 
 # ---------------------------------------------------------------------------
 # image-to-video
 # ---------------------------------------------------------------------------
-
-START_COLOR = "#A88"
-I2V_POSITIVE = ("The subject in the image moves naturally through the scene, following the motion of the "
-                "reference clip, soft natural light, cinematic, highly detailed.")
-
-
-def _models_note(title: str, files) -> str:
-    lines = [f"Models ({title}):"] + [f"- models/{MODEL_FILES[f][0]}/{f}" for f in files]
-    return "\n".join(lines) + "\nA missing file shows as a red loader; the frontend offers the download."
-
+# Same columns as the text-to-video workflows; the VAE and the model reach column D and
+# the output along the top edge, the start image joins column C's latent node.
 
 def _i2v_note(needs: str, latent_node: str, size_line: str) -> str:
     return (
@@ -540,65 +747,6 @@ def _i2v_note(needs: str, latent_node: str, size_line: str) -> str:
         + size_line)
 
 
-def _i2v_inputs(g: Graph, *, unet_names: list, vae_name: str, shift: float, size: dict, motion_block: int,
-                clip_vision: bool = False, latent_type: str = "WanImageToVideo") -> dict:
-    """Loaders, start image, reference motion, prompts, the generation latent and Step-Skip
-    Settings of the image-to-video workflows. ``unet_names``: one model, or the high- and
-    low-noise experts (the motion is extracted with the first)."""
-    two = len(unet_names) == 2
-    expert = (" (high noise)", " (low noise)") if two else ("",)
-    loaders, shifted = [], []
-    for i, name in enumerate(unet_names):
-        loaders.append(g.add("UNETLoader", (0, 150 * i), title=f"Load Diffusion Model{expert[i]}" if two else None,
-                             color=LOADER_COLOR, unet_name=name, weight_dtype="default"))
-        shifted.append(g.add("ModelSamplingSD3", (380, 150 * i), size=(320, 60),
-                             title=f"Shift{expert[i]}" if two else None, model=loaders[i], shift=shift))
-    y = 150 * len(unet_names)
-    clip = g.add("CLIPLoader", (0, y), clip_name=UMT5, type="wan", device="default", color=LOADER_COLOR)
-    vae = g.add("VAELoader", (0, y + 180), vae_name=vae_name, color=LOADER_COLOR)
-    models = [*loaders, *shifted, clip, vae]
-    vision = None
-    if clip_vision:
-        vision = g.add("CLIPVisionLoader", (0, y + 310), clip_name=CLIP_VISION_H, color=LOADER_COLOR)
-        models.append(vision)
-    y_img = max(n.pos[1] + n.size[1] for n in models) + 100
-    image = g.add("LoadImage", (0, y_img), title="Start Image", size=(320, 360), image=START_IMAGE)
-    start = [image]
-    vision_out = None
-    if clip_vision:
-        vision_out = g.add("CLIPVisionEncode", (380, y_img), title="CLIP Vision Encode (start image)",
-                           clip_vision=vision, image=image.out("IMAGE"), crop="none")
-        start.append(vision_out)
-    video, comps, ref_prompt, extract = _reference(g, shifted[0], clip, vae, 0, y_img + 460, motion_block, size,
-                                                   vision)
-    pos, neg = _prompts(g, clip, 760, 0, I2V_POSITIVE)
-    if latent_type == "WanImageToVideo":
-        latent = g.add("WanImageToVideo", (760, 440), size=(420, 250), positive=pos, negative=neg, vae=vae,
-                       **({"clip_vision_output": vision_out} if clip_vision else {}), start_image=image.out("IMAGE"),
-                       batch_size=1, **size)
-        positive, negative, latent_out = latent.out("positive"), latent.out("negative"), latent.out("latent")
-    else:
-        latent = g.add("Wan22ImageToVideoLatent", (760, 440), size=(420, 180), vae=vae,
-                       start_image=image.out("IMAGE"), batch_size=1, **size)
-        positive, negative, latent_out = pos.out(0), neg.out(0), latent.out(0)
-    settings = _settings(g, (760, latent.pos[1] + latent.size[1] + 50))
-    return dict(models=models, unets=shifted, clip=clip, vae=vae, start=start, video=video, comps=comps,
-                extract=extract, ref_prompt=ref_prompt, pos=pos, neg=neg, latent=latent, positive=positive,
-                negative=negative, latent_out=latent_out, settings=settings)
-
-
-def _i2v_notes_and_groups(g: Graph, n: dict, models_note: str, i2v_note: str, guidance: list, out, note: str,
-                          note_pos, note_size) -> None:
-    n1 = g.note(models_note, (-420, 0), (380, 220), "Models")
-    n2 = g.note(i2v_note, (-420, n["video"].pos[1]), (380, 520), "Start image, reference video and size")
-    n3 = g.note(note, note_pos, note_size, "Prompt and guidance")
-    g.group("Models", [*n["models"], n1])
-    g.group("Start image", n["start"], START_COLOR)
-    g.group("Reference motion", [n["video"], n["comps"], n["ref_prompt"], n["extract"], n2], "#8A8")
-    g.group("Prompts and guidance", [n["pos"], n["neg"], n["latent"], n["settings"], *guidance, n3], "#88A")
-    g.group("Output", list(out), "#a1309b")
-
-
 NOTE_STEP_SKIP = ("Step-Skip Settings are the paper's defaults (effi_AMF, interval 3, 10 inner steps, the first "
                   "20% of the steps guided). The node is optional. mode 'No_transfer' gives plain image-to-video "
                   "for comparison.")
@@ -607,6 +755,101 @@ NOTE_STEP_SKIP = ("Step-Skip Settings are the paper's defaults (effi_AMF, interv
 def _fps_note(fps: int, template: str) -> str:
     return (f"Videos are written at {fps} fps, as in ComfyUI's {template} template; connect Get Video "
             "Components' fps to Create Video's fps to play at the reference clip's speed instead.")
+
+
+def _i2v_inputs(g: Graph, *, unet_names: list, vae_name: str, shift: float, size: dict, motion_block: int,
+                clip_vision: bool = False, latent_type: str = "WanImageToVideo") -> dict:
+    """Loaders, start image, reference motion, prompts, the generation latent and Step-Skip
+    Settings of the image-to-video workflows (created in this order, so node ids stay
+    stable). ``unet_names``: one model, or the high- and low-noise experts (the motion is
+    extracted with the first)."""
+    two = len(unet_names) == 2
+    expert = (" (high noise)", " (low noise)") if two else ("",)
+    loaders, shifted = [], []
+    for i, name in enumerate(unet_names):
+        loaders.append(g.add("UNETLoader", title=f"Load Diffusion Model{expert[i]}" if two else None,
+                             unet_name=name, weight_dtype="default"))
+        shifted.append(g.add("ModelSamplingSD3", size=(420, 60), title=f"Shift{expert[i]}" if two else None,
+                             model=loaders[i], shift=shift))
+    clip = g.add("CLIPLoader", clip_name=UMT5, type="wan", device="default")
+    vae = g.add("VAELoader", size=(420, 86), vae_name=vae_name)
+    models = [*loaders, *shifted, clip, vae]
+    vision = None
+    if clip_vision:
+        vision = g.add("CLIPVisionLoader", clip_name=CLIP_VISION_H)
+        models.append(vision)
+    image = g.add("LoadImage", title="Start Image", size=(420 if not clip_vision else 320, 360), image=START_IMAGE)
+    start = [image]
+    vision_out = None
+    if clip_vision:
+        vision_out = g.add("CLIPVisionEncode", size=(340, 110), title="CLIP Vision Encode (start image)",
+                           clip_vision=vision, image=image.out("IMAGE"), crop="none")
+        start.append(vision_out)
+    video = _video(g)
+    comps = g.add("GetVideoComponents", size=(420, 106), video=video)
+    ref_prompt = g.add("CLIPTextEncode", title="Reference Prompt (empty)", size=(420, 100), clip=clip, text="")
+    extract = _extract(g, shifted[0], comps, vae, ref_prompt, motion_block, size, vision)
+    pos = _prompt(g, clip, I2V_POSITIVE)
+    neg = _negative(g, clip)
+    if latent_type == "WanImageToVideo":
+        latent = g.add("WanImageToVideo", size=(340, 250), positive=pos, negative=neg, vae=vae,
+                       **({"clip_vision_output": vision_out} if clip_vision else {}), start_image=image.out("IMAGE"),
+                       batch_size=1, **size)
+        positive, negative, latent_out = latent.out("positive"), latent.out("negative"), latent.out("latent")
+    else:
+        latent = g.add("Wan22ImageToVideoLatent", size=(340, 180), vae=vae, start_image=image.out("IMAGE"),
+                       batch_size=1, **size)
+        positive, negative, latent_out = pos.out(0), neg.out(0), latent.out(0)
+    settings = g.add("FastVMTStepSkipSettings", size=(340, 348))
+    n = dict(models=models, loaders=loaders, unets=shifted, clip=clip, vae=vae, vision=vision, image=image,
+             vision_out=vision_out, start=start, video=video, comps=comps, extract=extract, ref_prompt=ref_prompt,
+             pos=pos, neg=neg, latent=latent, positive=positive, negative=negative, latent_out=latent_out,
+             settings=settings)
+    # layout. A: loaders, CLIP, notes, Load Video; B: VAE, the shifted model(s), prompts,
+    # CLIP vision loader, start image, reference prompt, Get Video Components;
+    # C: CLIP Vision Encode, the latent node, Step-Skip Settings, Extract Motion
+    rows = len(unet_names)
+    column(XB, 0, vae)
+    for i in range(rows):
+        column(XA, 130 * (i + 1), loaders[rows - 1 - i])
+        column(XB, 130 * (i + 1), shifted[rows - 1 - i])
+    y = column(XB, 130 * rows + 180, pos, neg)
+    column(XA, neg.pos[1], clip)
+    if clip_vision:
+        y = column(XB, y + GAP + TITLE, vision, image)
+        column(XC, vision.pos[1], vision_out, latent)
+    else:
+        y = column(XB, y + GAP + TITLE, image)
+        column(XC, neg.pos[1] + 200 if latent_type != "WanImageToVideo" else neg.pos[1] - 40, latent)
+    y_c = column(XC, latent.pos[1] + latent.height + GAP + TITLE, settings) + 100 + TITLE
+    column(XC, max(y_c, y + 100 + TITLE), extract)
+    column(XB, extract.pos[1] + 60, ref_prompt, comps)
+    column(XA, extract.pos[1], video)
+    return n
+
+
+def _i2v_output(g: Graph, n: dict, latent, fps, prefix, x=XE):
+    out = _output(g, latent, n["vae"], fps, prefix)
+    decode, create, save = out
+    column(x, -SLOT, decode, create)
+    column(x + 320 + 60, -SLOT, save)
+    return out
+
+
+def _i2v_notes_and_groups(g: Graph, n: dict, models_note: str, i2v_note: str, guidance: list, out, note: str,
+                          note_h, note_at=None) -> None:
+    n1 = g.note(models_note, size=(320, 300), title="Models")
+    n2 = g.note(i2v_note, size=(340, 560), title="Start image, reference video and size")
+    n3 = g.note(note, size=(340, note_h), title="Prompt and guidance")
+    column(XA, n["clip"].pos[1] + n["clip"].height + GAP + TITLE, n1)
+    column(XD, n["extract"].pos[1], n2)
+    last = guidance[-1]
+    column(*(note_at or (last.pos[0], last.pos[1] + last.height + GAP + TITLE)), n3)
+    g.group("Models, prompts and start image", [*n["models"], n["image"], n["pos"], n["neg"], n1], MODELS_COLOR)
+    g.group("Guidance", [n["latent"], n["settings"], *guidance] + ([n3] if note_at is None else [])
+            + ([n["vision_out"]] if n["vision_out"] else []), PROMPTS_COLOR)
+    g.group("Reference motion", [n["video"], n["comps"], n["ref_prompt"], n["extract"], n2], REFERENCE_COLOR)
+    g.group("Output", list(out), OUTPUT_COLOR)
 
 
 I2V_14B_SIZE = dict(width=640, height=640, length=81)
@@ -626,32 +869,35 @@ NOTE_I2V_TWO_EXPERTS = (
 
 
 def wf_i2v_two_experts() -> Graph:
-    g = Graph("fastvmt_wan22_i2v_14b_two_experts",
-              "FastVMT motion transfer on Wan 2.2 14B I2V: a start image, high- and low-noise experts, two "
+    g = Graph("fastvmt_wan22_i2v_14b_two_experts", "Image to video: Wan 2.2 14B, two experts",
+              "A start image moved by the reference clip's motion; high- and low-noise experts in two "
               "KSamplerAdvanced.")
     n = _i2v_inputs(g, unet_names=[WAN22_I2V_HIGH, WAN22_I2V_LOW], vae_name=WAN_VAE, shift=8.0,
                     size=I2V_14B_SIZE, motion_block=20)
     high, low = n["unets"]
-    apply_high = g.add("FastVMTApplyMotion", (1220, 0), title="Apply FastVMT Motion (high noise)", model=high,
+    apply_high = g.add("FastVMTApplyMotion", size=(340, 110), title="Apply FastVMT Motion (high noise)", model=high,
                        motion=n["extract"], settings=n["settings"])
-    apply_low = g.add("FastVMTApplyMotion", (1220, 150), title="Apply FastVMT Motion (low noise)", model=low,
+    apply_low = g.add("FastVMTApplyMotion", size=(340, 110), title="Apply FastVMT Motion (low noise)", model=low,
                       motion=n["extract"], settings=n["settings"])
-    first = g.add("KSamplerAdvanced", (1220, 300), title="KSampler (high noise, steps 0-10)",
+    first = g.add("KSamplerAdvanced", size=(340, 368), title="KSampler (high noise, steps 0-10)",
                   model=apply_high, positive=n["positive"], negative=n["negative"], latent_image=n["latent_out"],
                   add_noise="enable", noise_seed=42, steps=20, cfg=3.5, sampler_name="euler", scheduler="simple",
                   start_at_step=0, end_at_step=10, return_with_leftover_noise="enable")
-    second = g.add("KSamplerAdvanced", (1220, 720), title="KSampler (low noise, steps 10-20)",
+    second = g.add("KSamplerAdvanced", size=(340, 368), title="KSampler (low noise, steps 10-20)",
                    model=apply_low, positive=n["positive"], negative=n["negative"], latent_image=first,
                    add_noise="disable", noise_seed=0, steps=20, cfg=3.5, sampler_name="euler", scheduler="simple",
                    start_at_step=10, end_at_step=10000, return_with_leftover_noise="disable")
-    out = _output(g, second, n["vae"], 16.0, 1620, 0, "video/fastvmt_wan22_i2v")
+    column(XD, 130, apply_low, apply_high)
+    column(XE, 560, first, second)
+    out = _i2v_output(g, n, second, 16.0, "video/fastvmt_wan22_i2v", x=XE + 340 + 160)
     _i2v_notes_and_groups(
         g, n, _models_note("Comfy-Org's repackaged Wan 2.2", [WAN22_I2V_HIGH, WAN22_I2V_LOW, UMT5, WAN_VAE]),
         _i2v_note("It needs the reference frames ('images') and the VAE; its model is the high-noise expert, "
                   "the one that runs the guided steps.", "WanImageToVideo",
                   "640x640x81 is the size of ComfyUI's template; Wan 2.2 14B also does 1280x720 (more memory "
                   "and time)."),
-        [apply_high, apply_low, first, second], out, NOTE_I2V_TWO_EXPERTS, (1220, 1130), (340, 680))
+        [apply_high, apply_low, first, second], out, NOTE_I2V_TWO_EXPERTS, 680,
+        note_at=(out[1].pos[0], out[1].pos[1] + out[1].height + 100 + TITLE))
     return g
 
 
@@ -667,15 +913,16 @@ NOTE_TI2V_5B = (
 
 
 def wf_ti2v_5b() -> Graph:
-    g = Graph("fastvmt_wan22_ti2v_5b",
-              "FastVMT motion transfer on Wan 2.2 TI2V 5B from a start image (Wan22ImageToVideoLatent).")
+    g = Graph("fastvmt_wan22_ti2v_5b", "Image to video: Wan 2.2 TI2V 5B",
+              "A start image moved by the reference clip's motion, 1280x704 at 24 fps (Wan22ImageToVideoLatent).")
     n = _i2v_inputs(g, unet_names=[WAN22_TI2V_5B], vae_name=WAN22_VAE, shift=8.0, size=TI2V_5B_SIZE,
                     motion_block=14, latent_type="Wan22ImageToVideoLatent")
-    sampler = g.add("FastVMTGuidanceSampler", (1220, 0), size=(340, 380), model=n["unets"][0],
+    sampler = g.add("FastVMTGuidanceSampler", size=(340, 380), model=n["unets"][0],
                     positive=n["positive"], negative=n["negative"], latent_image=n["latent_out"], motion=n["extract"],
                     settings=n["settings"], seed=42, steps=20, cfg=5.0, sampler_name="uni_pc", scheduler="simple",
                     denoise=1.0)
-    out = _output(g, sampler, n["vae"], 24.0, 1620, 0, "video/fastvmt_wan22_5b")
+    column(XD, 130, sampler)
+    out = _i2v_output(g, n, sampler, 24.0, "video/fastvmt_wan22_5b")
     _i2v_notes_and_groups(
         g, n, _models_note("Comfy-Org's repackaged Wan 2.2", [WAN22_TI2V_5B, UMT5, WAN22_VAE]),
         _i2v_note("The 5B keeps the start image in the latent itself (Wan22ImageToVideoLatent's noise mask), so "
@@ -683,7 +930,7 @@ def wf_ti2v_5b() -> Graph:
                   "Wan22ImageToVideoLatent",
                   "1280x704x121 at 24 fps is the 5B's native 720p (the template's size); sizes are multiples of "
                   "32. Smaller sizes (e.g. 640x352, 49 frames) run much faster."),
-        [sampler], out, NOTE_TI2V_5B, (1220, 420), (340, 460))
+        [sampler], out, NOTE_TI2V_5B, 500)
     return g
 
 
@@ -699,15 +946,16 @@ NOTE_I2V_21 = (
 
 
 def wf_i2v_wan21() -> Graph:
-    g = Graph("fastvmt_wan21_i2v_480p",
-              "FastVMT motion transfer on Wan 2.1 I2V 480p 14B from a start image (CLIP vision + WanImageToVideo).")
+    g = Graph("fastvmt_wan21_i2v_480p", "Image to video: Wan 2.1 I2V 480p",
+              "A start image moved by the reference clip's motion, with CLIP vision and WanImageToVideo.")
     n = _i2v_inputs(g, unet_names=[WAN21_I2V_480P], vae_name=WAN_VAE, shift=8.0, size=I2V_21_SIZE,
                     motion_block=20, clip_vision=True)
-    sampler = g.add("FastVMTGuidanceSampler", (1220, 0), size=(340, 380), model=n["unets"][0],
+    sampler = g.add("FastVMTGuidanceSampler", size=(340, 380), model=n["unets"][0],
                     positive=n["positive"], negative=n["negative"], latent_image=n["latent_out"], motion=n["extract"],
                     settings=n["settings"], seed=42, steps=20, cfg=6.0, sampler_name="uni_pc", scheduler="simple",
                     denoise=1.0)
-    out = _output(g, sampler, n["vae"], 16.0, 1620, 0, "video/fastvmt_wan21_i2v")
+    column(XD, 130, sampler)
+    out = _i2v_output(g, n, sampler, 16.0, "video/fastvmt_wan21_i2v")
     _i2v_notes_and_groups(
         g, n, _models_note("Comfy-Org's repackaged Wan 2.1", [WAN21_I2V_480P, UMT5, WAN_VAE, CLIP_VISION_H]),
         _i2v_note("It needs the reference frames ('images'), the VAE and, for Wan 2.1's CLIP-vision image "
@@ -715,12 +963,14 @@ def wf_i2v_wan21() -> Graph:
                   "start image).", "WanImageToVideo",
                   "512x512x33 is the size of ComfyUI's template; the 480p model's native size is 832x480x81 "
                   "(more memory and time)."),
-        [sampler], out, NOTE_I2V_21, (1220, 420), (340, 460))
+        [sampler], out, NOTE_I2V_21, 500)
     return g
 
 
 WORKFLOWS = [wf_guidance_sampler, wf_apply_motion, wf_extract_save, wf_reuse, wf_uni_pc, wf_two_experts,
              wf_i2v_two_experts, wf_ti2v_5b, wf_i2v_wan21]
+
+
 
 
 # ---------------------------------------------------------------------------
@@ -743,6 +993,30 @@ def _topological_order(nodes):
     return {n.id: i for i, n in enumerate(order)}
 
 
+def widgets_values(n: Node) -> list:
+    """Every widget row of the node, in the schema's order: the value set in the
+    description, else the schema's default (also for a widget whose input is linked: the
+    frontend keeps a value there)."""
+    spec = SPECS[n.type]
+    wv = []
+    for name, kind in spec.widget_rows():
+        if kind == "value":
+            wv.append(n.values[name] if name in n.values else spec.input(name).default)
+        elif kind == "control":
+            wv.append("fixed")
+        else:
+            wv.append(UPLOAD_WIDGET_VALUE)
+    return wv
+
+
+def _group_bounding(grp: Group) -> list:
+    x0 = min(n.pos[0] for n in grp.nodes) - 20
+    y0 = min(n.pos[1] for n in grp.nodes) - TITLE - 30
+    x1 = max(n.pos[0] + n.size[0] for n in grp.nodes) + 20
+    y1 = max(n.pos[1] + n.height for n in grp.nodes) + 20
+    return [x0, y0, x1 - x0, y1 - y0]
+
+
 def to_ui(g: Graph) -> dict:
     links = []        # [id, origin, origin_slot, target, target_slot, type]
     out_links = {}    # (node id, slot) -> [link ids]
@@ -752,24 +1026,24 @@ def to_ui(g: Graph) -> dict:
             continue
         spec = SPECS[n.type]
         sockets, widget_inputs = [], []
-        for name, typ, optional, _ in spec.parsed_inputs():
-            ref = n.links.get(name)
-            if typ in WIDGET_TYPES and ref is None:
+        for inp in spec.inputs:
+            ref = n.links.get(inp.name)
+            if inp.widget and ref is None:
                 continue
-            entry = {"name": name, "type": typ}
+            entry = {"name": inp.name, "type": inp.type}
             if ref is not None:
                 link_id = len(links) + 1
-                origin_type = SPECS[ref.node.type].parsed_outputs()[ref.slot][1]
+                origin_type = SPECS[ref.node.type].outputs[ref.slot][1]
                 entry["link"] = link_id
                 links.append([link_id, ref.node.id, ref.slot, n.id, None, origin_type])
                 out_links.setdefault((ref.node.id, ref.slot), []).append(link_id)
             else:
                 entry["link"] = None
-            if typ in WIDGET_TYPES:
-                entry["widget"] = {"name": name}
+            if inp.widget:
+                entry["widget"] = {"name": inp.name}
                 widget_inputs.append(entry)
             else:
-                if optional:
+                if inp.optional:
                     entry["shape"] = 7
                 sockets.append(entry)
         ins = sockets + widget_inputs
@@ -789,7 +1063,7 @@ def to_ui(g: Graph) -> dict:
             spec = SPECS[n.type]
             d["inputs"] = node_inputs[n.id]
             d["outputs"] = [{"name": name, "type": typ, "links": out_links.get((n.id, i), []), "slot_index": i}
-                            for i, (name, typ) in enumerate(spec.parsed_outputs())]
+                            for i, (name, typ) in enumerate(spec.outputs)]
             if n.title:
                 d["title"] = n.title
             props = {"cnr_id": "comfy-core" if spec.core else PACK_CNR_ID, "Node name for S&R": n.type}
@@ -798,32 +1072,13 @@ def to_ui(g: Graph) -> dict:
             if models:
                 props["models"] = models
             d["properties"] = props
-            wv = []
-            for name, typ, optional, control in spec.parsed_inputs():
-                if typ not in WIDGET_TYPES:
-                    continue
-                if name in n.values:
-                    wv.append(n.values[name])
-                elif name in n.links:
-                    wv.append(_widget_placeholder(n.type, name))
-                else:
-                    continue  # optional widget left at its default (not serialised)
-                if control:
-                    wv.append("fixed")
-            wv.extend(spec.ui_widgets)
-            d["widgets_values"] = wv
+            d["widgets_values"] = widgets_values(n)
         if n.color:
             d["color"], d["bgcolor"] = n.color
         nodes.append(d)
 
-    groups = []
-    for i, grp in enumerate(g.groups, 1):
-        x0 = min(n.pos[0] for n in grp.nodes) - 20
-        y0 = min(n.pos[1] for n in grp.nodes) - 60
-        x1 = max(n.pos[0] + n.size[0] for n in grp.nodes) + 20
-        y1 = max(n.pos[1] + n.size[1] for n in grp.nodes) + 20
-        groups.append({"id": i, "title": grp.title, "bounding": [x0, y0, x1 - x0, y1 - y0], "color": grp.color,
-                       "font_size": 24, "flags": {}})
+    groups = [{"id": i, "title": grp.title, "bounding": _group_bounding(grp), "color": grp.color, "font_size": 24,
+               "flags": {}} for i, grp in enumerate(g.groups, 1)]
     return {
         "id": _stable_uuid(g.name),
         "revision": 0,
@@ -833,17 +1088,9 @@ def to_ui(g: Graph) -> dict:
         "links": links,
         "groups": groups,
         "config": {},
-        "extra": {"ds": {"scale": 0.6, "offset": [500, 100]}, "fastvmt": {"description": g.description}},
+        "extra": {"ds": first_view(g), "fastvmt": {"title": g.title, "description": g.description}},
         "version": 0.4,
     }
-
-
-_WIDGET_PLACEHOLDERS = {("CreateVideo", "fps"): 16.0}
-
-
-def _widget_placeholder(type_, name):
-    """Value kept in a widget whose input is linked (the frontend keeps one)."""
-    return _WIDGET_PLACEHOLDERS[(type_, name)]
 
 
 def _stable_uuid(name: str) -> str:
@@ -858,47 +1105,163 @@ def to_api(g: Graph) -> dict:
             continue
         spec = SPECS[n.type]
         inputs = {}
-        for name, typ, optional, _ in spec.parsed_inputs():
-            if name in n.links:
-                ref = n.links[name]
-                inputs[name] = [str(ref.node.id), ref.slot]
-            elif name in n.values:
-                inputs[name] = n.values[name]
+        for inp in spec.inputs:
+            if inp.name in n.links:
+                ref = n.links[inp.name]
+                inputs[inp.name] = [str(ref.node.id), ref.slot]
+            elif inp.name in n.values:
+                inputs[inp.name] = n.values[inp.name]
+            elif inp.widget and inp.has_default:
+                inputs[inp.name] = inp.default
         prompt[str(n.id)] = {"inputs": inputs, "class_type": n.type, "_meta": {"title": n.title or spec.display}}
     return prompt
+
+
+# ---------------------------------------------------------------------------
+# layout: geometry, checks and the first view
+# ---------------------------------------------------------------------------
+
+def slot_positions(n: Node) -> tuple[dict, list]:
+    """Where the frontend draws the node's sockets: ({input name: (x, y)}, [output (x, y)])."""
+    spec = SPECS[n.type]
+    x, y = n.pos
+    ins = {s.name: (x + SLOT_X_IN, y + SLOT_Y0 + SLOT * i) for i, s in enumerate(spec.sockets)}
+    rows_top = y + SLOT_Y0 + SLOT * max(len(spec.sockets), len(spec.outputs)) + 2
+    for k, (name, kind) in enumerate(spec.widget_rows()):
+        if kind == "value":
+            ins[name] = (x + SLOT_X_IN, rows_top + WIDGET_ROW * k)
+    outs = [(x + n.size[0] + SLOT_X_OUT, y + SLOT_Y0 + SLOT * i) for i in range(len(spec.outputs))]
+    return ins, outs
+
+
+def link_geometry(g: Graph) -> list:
+    """[(origin node id, target node id, start (x, y), end (x, y))] for every link."""
+    out = []
+    for n in g.nodes:
+        ins, _ = slot_positions(n) if n.type not in VIRTUAL_TYPES else ({}, [])
+        for name, ref in n.links.items():
+            out.append((ref.node.id, n.id, slot_positions(ref.node)[1][ref.slot], ins[name]))
+    return out
+
+
+def link_curve(a, b, steps=100):
+    """Points of the frontend's spline link from output ``a`` to input ``b`` (a cubic Bezier
+    with horizontal control arms of a quarter of the distance: LinkConnectorRenderer)."""
+    d = math.dist(a, b) * 0.25
+    p = (a, (a[0] + d, a[1]), (b[0] - d, b[1]), b)
+    pts = []
+    for i in range(1, steps):
+        t = i / steps
+        u = 1 - t
+        pts.append(tuple(u ** 3 * p[0][k] + 3 * u * u * t * p[1][k] + 3 * u * t * t * p[2][k] + t ** 3 * p[3][k]
+                         for k in (0, 1)))
+    return pts
+
+
+def link_crossings(rects: dict, links) -> list:
+    """[(origin id, target id, node id)]: a link drawn behind a node that is not one of its
+    ends. ``rects``: node id -> [x, y, w, h] (title bar included); ``links``: as
+    link_geometry."""
+    hits = []
+    for o, t, a, b in links:
+        pts = link_curve(a, b)
+        for nid, (x, y, w, h) in rects.items():
+            if nid in (o, t):
+                continue
+            if any(x < px < x + w and y < py < y + h for px, py in pts):
+                hits.append((o, t, nid))
+    return hits
 
 
 def _overlap(a, b) -> bool:
     return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
-def check_layout(ui: dict):
-    """Nodes must not overlap each other, nor groups each other (readable graphs)."""
-    title = 30  # LiteGraph draws the title bar above pos
-    rects = [(n["id"], [n["pos"][0], n["pos"][1] - title, n["size"][0], n["size"][1] + title]) for n in ui["nodes"]]
-    for i, (ia, a) in enumerate(rects):
-        for ib, b in rects[i + 1:]:
-            if _overlap(a, b):
-                raise ValueError(f"nodes {ia} and {ib} overlap")
-    groups = ui["groups"]
-    for i, a in enumerate(groups):
-        for b in groups[i + 1:]:
-            if _overlap(a["bounding"], b["bounding"]):
-                raise ValueError(f"groups {a['title']!r} and {b['title']!r} overlap")
+def overlaps(rects: dict) -> list:
+    """[(id, id)] of overlapping rectangles (``rects``: id -> [x, y, w, h])."""
+    items = sorted(rects.items(), key=lambda kv: str(kv[0]))
+    return [(ia, ib) for i, (ia, a) in enumerate(items) for ib, b in items[i + 1:] if _overlap(a, b)]
+
+
+def check_layout(g: Graph, ui: dict):
+    """Nodes (title bar and reserved growth included) do not overlap, groups do not
+    overlap, links run behind at most ``g.max_crossings`` nodes that are not their ends,
+    and the first view shows the whole graph."""
+    titles = {n.id: n.title or SPECS.get(n.type, Spec(n.type, n.type, (), ())).display for n in g.nodes}
+    bad = [f"nodes {titles[a]!r} and {titles[b]!r} overlap" for a, b in overlaps({n.id: n.rect() for n in g.nodes})]
+    bad += [f"groups {a!r} and {b!r} overlap" for a, b in overlaps({gr["title"]: gr["bounding"] for gr in ui["groups"]})]
+    hits = link_crossings({n.id: n.rect() for n in g.nodes}, link_geometry(g))
+    if len(hits) > g.max_crossings:
+        bad += [f"{len(hits)} links behind nodes (at most {g.max_crossings}): "
+                + "; ".join(f"{titles[o]} -> {titles[t]} behind {titles[n]}" for o, t, n in hits)]
+    x0, y0, x1, y1 = view_box(ui["extra"]["ds"], graph_bounds(g))
+    if not any(rx0 <= x0 and ry0 <= y0 and x1 <= rx1 and y1 <= ry1 for rx0, ry0, rx1, ry1 in VIEW_REGIONS):
+        bad.append(f"the first view does not show the whole graph: {[round(v) for v in (x0, y0, x1, y1)]}")
+    if bad:
+        raise ValueError("; ".join(bad))
+
+
+def graph_bounds(g: Graph) -> tuple:
+    """(x0, y0, x1, y1) of every node (title and reserve included) and group."""
+    rects = [n.rect() for n in g.nodes] + [_group_bounding(grp) for grp in g.groups]
+    return (min(r[0] for r in rects), min(r[1] for r in rects), max(r[0] + r[2] for r in rects),
+            max(r[1] + r[3] for r in rects))
+
+
+def view_box(ds: dict, bounds) -> tuple:
+    """Where ``bounds`` (graph coordinates) land in the browser window under view ``ds``."""
+    s, (ox, oy) = ds["scale"], ds["offset"]
+    x0, y0, x1, y1 = bounds
+    return (CANVAS_ORIGIN[0] + (x0 + ox) * s, CANVAS_ORIGIN[1] + (y0 + oy) * s,
+            CANVAS_ORIGIN[0] + (x1 + ox) * s, CANVAS_ORIGIN[1] + (y1 + oy) * s)
+
+
+def first_view(g: Graph) -> dict:
+    """extra.ds (scale, offset) that shows the whole graph, as large as it fits, centred in
+    the best of VIEW_REGIONS of a 1600 x 1000 window."""
+    x0, y0, x1, y1 = graph_bounds(g)
+    w, h = x1 - x0, y1 - y0
+    best = None
+    for rx0, ry0, rx1, ry1 in VIEW_REGIONS:
+        s = math.floor(min((rx1 - rx0) / w, (ry1 - ry0) / h, MAX_VIEW_SCALE) * 1000) / 1000
+        if best is None or s > best[0]:
+            best = (s, rx0, ry0, rx1, ry1)
+    s, rx0, ry0, rx1, ry1 = best
+    cx = (rx0 + rx1) / 2 - CANVAS_ORIGIN[0]
+    cy = (ry0 + ry1) / 2 - CANVAS_ORIGIN[1]
+    return {"scale": s, "offset": [round(cx / s - (x0 + x1) / 2, 1), round(cy / s - (y0 + y1) / 2, 1)]}
+
+
+def thumbnail_key(ui: dict) -> str:
+    """Digest of what a template thumbnail shows (title, description, nodes, links,
+    groups): render_thumbnails.py writes it into the JPEG, tests/test_workflows.py fails
+    when a thumbnail is older than its workflow."""
+    shown = {
+        "extra": ui["extra"].get("fastvmt"),
+        "nodes": [[n["id"], n["type"], n.get("title"), n["pos"], n["size"]] for n in ui["nodes"]],
+        "links": ui["links"],
+        "groups": [[gr["title"], gr["bounding"]] for gr in ui["groups"]],
+    }
+    return hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def dumps(obj) -> str:
     return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
 
 
+def graphs() -> list:
+    return [make() for make in WORKFLOWS]
+
+
 def render_all() -> dict:
     """Relative path (from this folder) -> file text, for every workflow."""
+    if not SPECS:
+        raise SystemExit(f"{SCHEMA_FILE} is missing: run python example_workflows/build.py --update-schemas")
     files = {}
-    for make in WORKFLOWS:
-        g = make()
+    for g in graphs():
         ui = to_ui(g)
         try:
-            check_layout(ui)
+            check_layout(g, ui)
         except ValueError as e:
             raise ValueError(f"{g.name}: {e}") from None
         files[f"{g.name}.json"] = dumps(ui)
@@ -906,11 +1269,32 @@ def render_all() -> dict:
     return files
 
 
+def check_schemas(server: Optional[str] = None) -> list:
+    """Differences between schemas/node_schemas.json and the live /object_info."""
+    live = schema_snapshot(live_object_info(server))
+    saved = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    return [f"node schema changed: {t}" for t in sorted(set(live) | set(saved)) if live.get(t) != saved.get(t)]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true",
                     help="do not write; exit 1 if a committed file differs from what would be written")
+    ap.add_argument("--live", action="store_true",
+                    help="with --check: also compare schemas/node_schemas.json with a real ComfyUI's /object_info")
+    ap.add_argument("--update-schemas", action="store_true",
+                    help="rewrite schemas/node_schemas.json from a real ComfyUI with the pack, then build")
+    ap.add_argument("--server", help="host:port of a running ComfyUI for --live / --update-schemas "
+                                     "(default: boot ComfyUI in this process through comfy_host.py)")
     args = ap.parse_args(argv)
+    if args.update_schemas:
+        text = dumps(schema_snapshot(live_object_info(args.server)))
+        SCHEMA_FILE.parent.mkdir(exist_ok=True)
+        if not SCHEMA_FILE.is_file() or SCHEMA_FILE.read_text(encoding="utf-8") != text:
+            SCHEMA_FILE.write_text(text, encoding="utf-8")
+            print(f"wrote {SCHEMA_FILE.relative_to(HERE).as_posix()}")
+        global SPECS
+        SPECS = load_specs()
     files = render_all()
     expected = set(files)
     present = {p.relative_to(HERE).as_posix() for p in list(HERE.glob("*.json")) + list(API_DIR.glob("*.json"))}
@@ -923,12 +1307,16 @@ def main(argv=None) -> int:
             elif path.read_text(encoding="utf-8") != text:
                 bad.append(f"differs: {rel}")
         bad += [f"not generated by build.py: {rel}" for rel in sorted(present - expected)]
+        if args.live:
+            bad += [f"{line} (run: python example_workflows/build.py --update-schemas)"
+                    for line in check_schemas(args.server)]
         if bad:
             print("example workflows are out of date (run: python example_workflows/build.py):", file=sys.stderr)
             for line in bad:
                 print(f"  {line}", file=sys.stderr)
             return 1
-        print(f"example workflows up to date ({len(files)} files)")
+        print(f"example workflows up to date ({len(files)} files" + (", node schemas live" if args.live else "")
+              + ")")
         return 0
     API_DIR.mkdir(exist_ok=True)
     for rel, text in sorted(files.items()):

@@ -3,10 +3,15 @@
 * The committed files are exactly what ``example_workflows/build.py`` writes (UI and API
   format come from one description).
 * Every UI workflow fits a real ComfyUI with the pack loaded (its /object_info, from the
-  server's own route handler): node types exist, widget values are valid for their inputs
-  and in /object_info's order, links join matching types, required inputs are connected.
+  server's own route handler): node types exist, every widget has a value (none left for
+  the frontend to fill in), valid for its input and in /object_info's order, links join
+  matching types, required inputs are connected.
   That the frontend converts each UI file into the shipped API file is tested in the real
   frontend (test_browser_workflows.py).
+* The node schemas build.py generates the workflows from (schemas/node_schemas.json) are
+  the live ones: a node that gains, loses or reorders an input fails here.
+* Every template has a title, a one-line description and a thumbnail (``<name>.jpg``,
+  small, rendered from the workflow as it is now).
 * Every API workflow passes ComfyUI's own prompt validator.
 
 The checks are plain functions taking an /object_info lookup, so
@@ -131,19 +136,24 @@ def check_ui_workflow(ui: dict, object_info: dict, known_model_files=()) -> list
                 problems.append(f"{where}: output {slot} type {out['type']} != {info['output'][slot]}")
         if len(node.get("outputs", [])) != len(info["output"]):
             problems.append(f"{where}: {len(node.get('outputs', []))} outputs, /object_info has {len(info['output'])}")
-        # widget values (in /object_info order)
+        # widget values: one for every widget, in /object_info order (a missing one would be
+        # filled in by the frontend with its default: a stale workflow)
         values = list(node.get("widgets_values", []))
-        for section in ("required", "optional"):
-            for name in info.get("input_order", {}).get(section, []):
-                spec = info["input"][section][name]
-                if not _is_widget(spec) or not values:
-                    continue
-                v = values.pop(0)
-                if _opts(spec).get("control_after_generate"):
-                    ctl = values.pop(0) if values else None
-                    if ctl not in CONTROL_VALUES:
-                        problems.append(f"{where}: {name!r} control value {ctl!r}")
-                problems += _check_value(where, t, name, spec, v, known_model_files)
+        widgets = [(name, info["input"][section][name]) for section in ("required", "optional")
+                   for name in info.get("input_order", {}).get(section, []) if _is_widget(info["input"][section][name])]
+        upload = any(_opts(spec).get("image_upload") or _opts(spec).get("video_upload") for _, spec in widgets)
+        expected = len(widgets) + sum(1 for _, spec in widgets if _opts(spec).get("control_after_generate")) + upload
+        if len(values) != expected:
+            problems.append(f"{where}: {len(values)} widget values, /object_info has {expected} widget rows")
+        for name, spec in widgets:
+            if not values:
+                break
+            v = values.pop(0)
+            if _opts(spec).get("control_after_generate"):
+                ctl = values.pop(0) if values else None
+                if ctl not in CONTROL_VALUES:
+                    problems.append(f"{where}: {name!r} control value {ctl!r}")
+            problems += _check_value(where, t, name, spec, v, known_model_files)
     # links
     for lid, o, oslot, tgt, tslot, typ in ui["links"]:
         on, tn = nodes.get(o), nodes.get(tgt)
@@ -220,6 +230,48 @@ def test_builder_check_detects_drift(tmp_path, monkeypatch):
     (tmp_path / first_api).write_text(files[first_api].replace('"steps": 50', '"steps": 49'), encoding="utf-8")
     (tmp_path / "stray.json").write_text("{}", encoding="utf-8")
     assert b.main(["--check"]) == 1
+
+
+def test_widget_values_come_from_the_node_schemas(monkeypatch):
+    """A widget the schema gains appears in every workflow with its default: the builder
+    takes widgets, their order and defaults from the schema snapshot, not from a list of
+    its own."""
+    b = load_builder()
+    spec = b.SPECS["FastVMTStepSkipSettings"]
+    knob = b.Input("new_knob", "FLOAT", optional=True, widget=True, has_default=True, default=0.5)
+    monkeypatch.setitem(b.SPECS, "FastVMTStepSkipSettings",
+                        b.Spec(spec.type, spec.display, spec.inputs + (knob,), spec.outputs))
+    g = b.wf_guidance_sampler()
+    ui, api = b.to_ui(g), b.to_api(g)
+    (node,) = [n for n in ui["nodes"] if n["type"] == "FastVMTStepSkipSettings"]
+    assert len(node["widgets_values"]) == len(spec.widgets) + 1 and node["widgets_values"][-1] == 0.5
+    assert api[str(node["id"])]["inputs"]["new_knob"] == 0.5
+
+
+def test_templates_have_a_title_a_description_and_a_fresh_thumbnail():
+    """What the template browser shows: <name>.jpg (the frontend's only per-template
+    picture); its title and description are drawn into it from extra.fastvmt. The JPEG's
+    comment names the workflow state it was rendered from (render_thumbnails.py)."""
+    image = pytest.importorskip("PIL.Image")
+    b = load_builder()
+    spec = importlib.util.spec_from_file_location("fastvmt_render_thumbnails", WORKFLOW_DIR / "render_thumbnails.py")
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    stale = []
+    for p in ui_files():
+        ui = json.loads(p.read_text(encoding="utf-8"))
+        meta = ui["extra"]["fastvmt"]
+        assert 0 < len(meta["title"]) <= 48 and "\n" not in meta["title"], meta
+        assert 0 < len(meta["description"]) <= 120 and "\n" not in meta["description"], meta
+        thumb = p.with_suffix(".jpg")
+        assert thumb.is_file(), f"{thumb.name} is missing: run python example_workflows/render_thumbnails.py"
+        assert thumb.stat().st_size < render.THUMBNAIL_MAX_BYTES, thumb
+        with image.open(thumb) as im:
+            assert im.format == "JPEG" and im.size == (render.THUMBNAIL_SIZE, render.THUMBNAIL_SIZE)
+        if render.thumbnail_key_of(thumb) != b.thumbnail_key(ui):
+            stale.append(p.stem)
+    assert not stale, f"thumbnails older than their workflows: {stale} (run: python " \
+                      f"example_workflows/render_thumbnails.py {' '.join(stale)})"
 
 
 def test_expected_workflows_shipped():
@@ -349,6 +401,17 @@ def object_info(comfy, fastvmt_pack):
     return comfy.object_info()
 
 
+def test_node_schema_snapshot_is_the_live_one(object_info):
+    """build.py generates every widget value from schemas/node_schemas.json; it must be
+    what this ComfyUI with the pack answers (after changing a node: run
+    python example_workflows/build.py --update-schemas, then build.py)."""
+    b = load_builder()
+    saved = json.loads(b.SCHEMA_FILE.read_text(encoding="utf-8"))
+    live = b.schema_snapshot(object_info)
+    changed = sorted(t for t in set(saved) | set(live) if saved.get(t) != live.get(t))
+    assert not changed, f"node schemas changed: {changed} (run: python example_workflows/build.py --update-schemas)"
+
+
 @pytest.mark.parametrize("ui_path", ui_files(), ids=lambda p: p.stem)
 def test_ui_workflow_fits_real_comfyui(ui_path, object_info):
     b = load_builder()
@@ -381,14 +444,17 @@ def test_api_workflow_passes_comfyui_validation(ui_path, comfy, fastvmt_pack, st
 
 
 def test_checks_catch_broken_workflows(object_info):
-    """The checker is not vacuous: a swapped widget order, a wrong link type and an
-    unknown node type are all reported."""
+    """The checker is not vacuous: a swapped widget order, a wrong link type, an unknown
+    node type and missing widget values are all reported."""
     ui = json.loads((WORKFLOW_DIR / "fastvmt_wan21_t2v_motion_transfer.json").read_text(encoding="utf-8"))
     sampler = next(n for n in ui["nodes"] if n["type"] == "FastVMTGuidanceSampler")
     wv = sampler["widgets_values"]
     wv[4], wv[5] = wv[5], wv[4]  # sampler_name <-> scheduler
     ui["links"][0][5] = "LATENT"
     ui["nodes"].append({"id": 999, "type": "NoSuchNode", "inputs": [], "outputs": [], "widgets_values": []})
+    settings = next(n for n in ui["nodes"] if n["type"] == "FastVMTStepSkipSettings")
+    settings["widgets_values"] = settings["widgets_values"][:-3]  # a workflow older than the node's inputs
     problems = "\n".join(check_ui_workflow(ui, object_info))
     assert "sampler_name='simple'" in problems and "scheduler='euler'" in problems
     assert "link 1:" in problems and "NoSuchNode" in problems
+    assert f"node {settings['id']} FastVMTStepSkipSettings: 10 widget values, /object_info has 13" in problems
