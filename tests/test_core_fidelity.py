@@ -9,7 +9,8 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
-from bench.fidelity_ranking import followed_subject, moving_disc, variants  # noqa: E402
+from bench.fidelity_ranking import followed_subject, moving_disc, texture, variants  # noqa: E402
+from bench.fidelity_ranking import translating as synthetic_pan  # noqa: E402
 from fastvmt_core import fidelity  # noqa: E402
 from fastvmt_core.fidelity import (FidelityReport, draw_tracks, motion_fidelity,  # noqa: E402
                                    motion_fidelity_report, resample_frames, tracklet_correlation)
@@ -17,22 +18,9 @@ from fastvmt_core.fidelity import (FidelityReport, draw_tracks, motion_fidelity,
 H, W, T = 64, 80, 10
 
 
-def texture(h, w, seed=0, cell=6):
-    """Smooth random colour texture (trackable corners everywhere)."""
-    rng = np.random.default_rng(seed)
-    small = rng.random((h // cell + 2, w // cell + 2, 3)).astype(np.float32)
-    big = cv2.resize(small, (w + 2 * cell, h + 2 * cell), interpolation=cv2.INTER_CUBIC)
-    return np.clip(big[:h, :w], 0.0, 1.0)
-
-
 def translating(frames=T, h=H, w=W, velocity=(2.0, 1.0), seed=0):
     """A texture moving by ``velocity`` (vx, vy) pixels per frame (content moves, like a pan)."""
-    vx, vy = velocity
-    pad = int(math.ceil((frames - 1) * max(abs(vx), abs(vy)))) + 2
-    tex = texture(h + 2 * pad, w + 2 * pad, seed)
-    out = [cv2.warpAffine(tex, np.float32([[1, 0, t * vx - pad], [0, 1, t * vy - pad]]), (w, h),
-                          flags=cv2.INTER_LINEAR) for t in range(frames)]
-    return np.stack(out).astype(np.float32)
+    return synthetic_pan(frames, h, w, velocity=velocity, seed=seed)
 
 
 def object_clip(velocity=(2, 0), start=(20, 22), seed=0, frames=T, box=20):
