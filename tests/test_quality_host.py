@@ -6,6 +6,7 @@ The full tables come from ``python -m bench.quality`` (README "Quality")."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -94,7 +95,7 @@ def test_demo_command_writes_the_clips_and_transfers_the_motion(comfy, fastvmt_p
     from bench import demo
     assert demo.main(["--out", str(tmp_path)], host=comfy) == 0
     out = capsys.readouterr().out
-    scores = {name: float(out.split(f"{name}")[1].split("motion fidelity ")[1].split(",")[0])
+    scores = {name: float(re.search(rf"{name} +motion fidelity ([-0-9.]+)", out).group(1))
               for name in ("no transfer", "FastVMT")}
     assert scores["FastVMT"] > scores["no transfer"] + 0.2, out
     with Image.open(tmp_path / "demo.gif") as gif:
