@@ -901,6 +901,17 @@ def wf_i2v_two_experts() -> Graph:
     return g
 
 
+def _i2v_guidance_sampler(g: Graph, n: dict, cfg: float) -> Node:
+    """The Guidance Sampler of the single-model image-to-video workflows: the sampler
+    settings of ComfyUI's templates (uni_pc / simple, 20 steps), in the guidance column."""
+    sampler = g.add("FastVMTGuidanceSampler", size=(340, 380), model=n["unets"][0],
+                    positive=n["positive"], negative=n["negative"], latent_image=n["latent_out"], motion=n["extract"],
+                    settings=n["settings"], seed=42, steps=20, cfg=cfg, sampler_name="uni_pc", scheduler="simple",
+                    denoise=1.0)
+    column(XD, 130, sampler)
+    return sampler
+
+
 TI2V_5B_SIZE = dict(width=1280, height=704, length=121)
 
 NOTE_TI2V_5B = (
@@ -917,11 +928,7 @@ def wf_ti2v_5b() -> Graph:
               "A start image moved by the reference clip's motion, 1280x704 at 24 fps (Wan22ImageToVideoLatent).")
     n = _i2v_inputs(g, unet_names=[WAN22_TI2V_5B], vae_name=WAN22_VAE, shift=8.0, size=TI2V_5B_SIZE,
                     motion_block=14, latent_type="Wan22ImageToVideoLatent")
-    sampler = g.add("FastVMTGuidanceSampler", size=(340, 380), model=n["unets"][0],
-                    positive=n["positive"], negative=n["negative"], latent_image=n["latent_out"], motion=n["extract"],
-                    settings=n["settings"], seed=42, steps=20, cfg=5.0, sampler_name="uni_pc", scheduler="simple",
-                    denoise=1.0)
-    column(XD, 130, sampler)
+    sampler = _i2v_guidance_sampler(g, n, cfg=5.0)
     out = _i2v_output(g, n, sampler, 24.0, "video/fastvmt_wan22_5b")
     _i2v_notes_and_groups(
         g, n, _models_note("Comfy-Org's repackaged Wan 2.2", [WAN22_TI2V_5B, UMT5, WAN22_VAE]),
@@ -950,11 +957,7 @@ def wf_i2v_wan21() -> Graph:
               "A start image moved by the reference clip's motion, with CLIP vision and WanImageToVideo.")
     n = _i2v_inputs(g, unet_names=[WAN21_I2V_480P], vae_name=WAN_VAE, shift=8.0, size=I2V_21_SIZE,
                     motion_block=20, clip_vision=True)
-    sampler = g.add("FastVMTGuidanceSampler", size=(340, 380), model=n["unets"][0],
-                    positive=n["positive"], negative=n["negative"], latent_image=n["latent_out"], motion=n["extract"],
-                    settings=n["settings"], seed=42, steps=20, cfg=6.0, sampler_name="uni_pc", scheduler="simple",
-                    denoise=1.0)
-    column(XD, 130, sampler)
+    sampler = _i2v_guidance_sampler(g, n, cfg=6.0)
     out = _i2v_output(g, n, sampler, 16.0, "video/fastvmt_wan21_i2v")
     _i2v_notes_and_groups(
         g, n, _models_note("Comfy-Org's repackaged Wan 2.1", [WAN21_I2V_480P, UMT5, WAN_VAE, CLIP_VISION_H]),

@@ -244,8 +244,8 @@ class FidelityReport:
     reference_to_generated: float          # mean over reference tracklets of their best generated match
     reference_tracks: np.ndarray           # [N, T, 2], tracks valid over all frames
     generated_tracks: np.ndarray           # [M, T, 2]
-    reference_best: np.ndarray             # [N] best-match correlation of each reference tracklet
-    generated_best: np.ndarray             # [M]
+    reference_best: np.ndarray             # [N] best-match correlation of each reference tracklet (NaN: no partner
+    generated_best: np.ndarray             # [M]   within match_radius; left out of the score)
     reference_global_motion: np.ndarray    # [T-1, 2] px/frame, NaN at steps without any tracked point
     generated_global_motion: np.ndarray    # [T-1, 2]
     global_motion_epe: Optional[float]     # mean px/frame error of the global motion; None if unknown

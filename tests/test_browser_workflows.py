@@ -24,30 +24,20 @@ temporary folder); the README's come from ``example_workflows/render_thumbnails.
 --screenshots docs/screenshots NAME ...``.
 """
 
-import importlib.util
 import json
 import os
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.test_runner_host import PACK_DIR_NAME, _start_server, _stop_server
-from tests.test_workflows import WORKFLOW_DIR, api_file_for, load_builder, ui_files
+from tests.test_workflows import WORKFLOW_DIR, api_file_for, load_builder, load_example_module, ui_files
 
 import comfy_host
 
 
-def _load_render():
-    spec = importlib.util.spec_from_file_location("fastvmt_render_thumbnails", WORKFLOW_DIR / "render_thumbnails.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-render = _load_render()
+render = load_example_module("render_thumbnails.py")
 build = load_builder()
 CHROMIUM = render.find_chromium()  # (tests/test_browser_ui.py uses it)
 GRAPHS = {g.name: g for g in build.graphs()}

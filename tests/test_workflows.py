@@ -40,12 +40,18 @@ USER_FILE_INPUTS = {("UNETLoader", "unet_name"), ("CLIPLoader", "clip_name"), ("
 VIRTUAL_TYPES = {"Note", "MarkdownNote"}
 
 
-def load_builder():
-    spec = importlib.util.spec_from_file_location("fastvmt_example_workflows_build", BUILD)
+def load_example_module(filename: str):
+    """A script of example_workflows/ (not a package) loaded as a module."""
+    spec = importlib.util.spec_from_file_location(f"fastvmt_example_workflows_{Path(filename).stem}",
+                                                  WORKFLOW_DIR / filename)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+def load_builder():
+    return load_example_module(BUILD.name)
 
 
 def ui_files():
