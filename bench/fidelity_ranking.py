@@ -2,6 +2,7 @@
 
     python -m bench.fidelity_ranking VIDEO [--frames 33] [--json out.json]
     python -m bench.fidelity_ranking --synthetic      # clips with known motion, made here
+    ... [--cotracker models/cotracker/scaled_offline.pth]   # track with CoTracker3, not KLT
 
 The reference is the first ``--frames`` frames of VIDEO. It is scored against: itself
 (identical), itself at half speed (the first half stretched over the same frame count),
@@ -11,6 +12,8 @@ the reference than no motion. Printed for the Motion Fidelity node's default (ma
 within 0.1 of the frame diagonal, tracklets weighted by speed) and for the paper's form
 (best match anywhere, equal weights). ``--synthetic`` ranks clips made here instead:
 a camera pan following a still subject, and a disc moving over a still background.
+``--cotracker CHECKPOINT`` tracks with CoTracker3 (fastvmt_core.cotracker) instead of KLT,
+on the GPU when there is one; each clip is tracked once and reused across the forms.
 """
 
 from __future__ import annotations
@@ -99,9 +102,38 @@ def variants(clip: np.ndarray) -> dict:
             "reversed": clip[::-1].copy()}
 
 
-def rank(clip: np.ndarray) -> dict:
+class TrackOnce:
+    """A fidelity tracker that tracks each distinct clip once (scores reuse the tracks)."""
+
+    def __init__(self, tracker):
+        self.tracker, self.name, self.cache = tracker, tracker.name, {}
+
+    def __call__(self, frames: np.ndarray, max_tracks: int) -> np.ndarray:
+        import hashlib
+        key = (hashlib.sha1(np.ascontiguousarray(frames).tobytes()).hexdigest(), frames.shape, max_tracks)
+        if key not in self.cache:
+            self.cache[key] = self.tracker(frames, max_tracks)
+        return self.cache[key]
+
+
+def cotracker_from_file(path: str) -> TrackOnce:
+    import torch
+    from fastvmt_core.cotracker import CoTrackerPointTracker, load_cotracker
+    if path.endswith((".safetensors", ".sft")):
+        from safetensors.torch import load_file
+        state_dict = load_file(path)
+    else:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return TrackOnce(CoTrackerPointTracker(load_cotracker(state_dict, name=path), device=device,
+                                           name=f"CoTracker3 ({Path(path).name})"))
+
+
+def rank(clip: np.ndarray, tracker=None) -> dict:
     out = {}
     for form, options in FORMS.items():
+        if tracker is not None:
+            options = dict(options, tracker=tracker)
         scores = {name: motion_fidelity(clip, v, **options) for name, v in variants(clip).items()}
         out[form] = {"scores": scores,
                             "ranked": all(scores[a] > scores[b] for a, b in zip(ORDER, ORDER[1:])),
@@ -115,6 +147,7 @@ def main(argv=None) -> int:
     p.add_argument("video", nargs="?")
     p.add_argument("--frames", type=int, default=33)
     p.add_argument("--synthetic", action="store_true", help="rank the clips with known motion made here")
+    p.add_argument("--cotracker", metavar="CHECKPOINT", help="track with CoTracker3 (scaled_offline.pth), not KLT")
     p.add_argument("--json")
     args = p.parse_args(argv)
     if (args.video is None) == (not args.synthetic):
@@ -124,11 +157,13 @@ def main(argv=None) -> int:
         clips = {name: make() for name, make in SYNTHETIC.items()}
     else:
         clips = {Path(args.video).name: read_frames(args.video, args.frames)}
-    out = {"machine": machine_line("cpu"), "clips": {}}
+    tracker = cotracker_from_file(args.cotracker) if args.cotracker else None
+    out = {"machine": machine_line("cpu"), "tracker": tracker.name if tracker else "KLT", "clips": {}}
+    print(f"tracker: {out['tracker']}")
     print("| clip | form | " + " | ".join(ORDER) + " | ranked | still - reversed |")
     print("|---" * (len(ORDER) + 4) + "|")
     for name, clip in clips.items():
-        res = rank(clip)
+        res = rank(clip, tracker)
         out["clips"][name] = {"frames": len(clip), "size": [clip.shape[2], clip.shape[1]], "results": res}
         for form, r in res.items():
             print(f"| {name} ({len(clip)} x {clip.shape[2]}x{clip.shape[1]}) | {form} | "

@@ -34,9 +34,12 @@ the quality benchmarks report it next to this form.
 
 Choices made here (the paper names the metric but not these details):
 
-* Tracking: KLT. Seeds are ``cv2.goodFeaturesToTrack`` corners of the first frame; when
-  fewer than ``min_seeds`` corners exist, a regular grid of seeds is added. Points are
-  followed frame to frame with pyramidal Lucas-Kanade and a forward-backward check: a
+* Tracking: KLT by default (no download). Where the user has CoTracker3's offline
+  checkpoint, ``tracker=CoTrackerPointTracker(...)`` (``fastvmt_core.cotracker``) tracks
+  a regular grid of first-frame points with it instead, as the paper's metric does; a
+  point hidden at a frame (visibility <= 0.9) counts as lost there. KLT: seeds are
+  ``cv2.goodFeaturesToTrack`` corners of the first frame; when fewer than ``min_seeds``
+  corners exist, a regular grid of seeds is added. Points are followed frame to frame with pyramidal Lucas-Kanade and a forward-backward check: a
   step is kept only if tracking the new position back lands within ``fb_threshold``
   pixels of the old one, and the point stays inside the frame. Once lost, a point stays
   lost.
@@ -70,7 +73,7 @@ OpenCV is imported inside the functions that need it, so importing this module (
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -253,6 +256,7 @@ class FidelityReport:
     height: int
     width: int
     notes: list = field(default_factory=list)
+    tracker: str = "KLT"                   # which point tracker made the tracks
 
     @property
     def n_reference_tracks(self) -> int:
@@ -274,6 +278,7 @@ class FidelityReport:
             "frames": self.frames,
             "height": self.height,
             "width": self.width,
+            "tracker": self.tracker,
             "notes": list(self.notes),
         }
         if tracks:
@@ -287,7 +292,7 @@ class FidelityReport:
             f"Motion fidelity: {self.score:.4f} (generated->reference {self.generated_to_reference:.4f}, "
             f"reference->generated {self.reference_to_generated:.4f})",
             f"tracks: reference {self.n_reference_tracks}, generated {self.n_generated_tracks} "
-            f"(over {self.frames} frames of {self.width}x{self.height})",
+            f"(over {self.frames} frames of {self.width}x{self.height}; tracker: {self.tracker})",
             f"global (camera) motion EPE: {epe}",
         ]
         lines += [f"note: {n}" for n in self.notes]
@@ -302,6 +307,13 @@ def _track_clip(frames: np.ndarray, name: str, notes: list, *, max_tracks, min_d
         notes.append(f"{name}: only {len(seeds) - n_grid} corner features in the first frame; "
                      f"added {n_grid} grid seeds")
     return track_points(grey, seeds, fb_threshold=fb_threshold, win_size=win_size, max_level=max_level)
+
+
+def _checked_tracks(tracks, frames: np.ndarray, name: str) -> np.ndarray:
+    tracks = np.asarray(tracks, np.float32)
+    if tracks.ndim != 3 or tracks.shape[1:] != (len(frames), 2):
+        raise ValueError(f"tracker {name}: returned shape {tracks.shape}, expected [points, {len(frames)}, 2]")
+    return tracks
 
 
 MATCH_RADIUS = 0.1  # share of the frame diagonal; see the module notes
@@ -336,7 +348,8 @@ def _weighted_mean(best: np.ndarray, tracks: np.ndarray, still_px: float, weight
 def motion_fidelity_report(reference, generated, *, max_tracks: int = 400, min_distance: Optional[float] = None,
                            min_seeds: int = 32, fb_threshold: float = 1.0, still_px: float = 0.2,
                            win_size: int = 21, max_level: int = 3,
-                           match_radius: float = MATCH_RADIUS, weighting: str = "speed") -> FidelityReport:
+                           match_radius: float = MATCH_RADIUS, weighting: str = "speed",
+                           tracker: Optional[Callable[[np.ndarray, int], np.ndarray]] = None) -> FidelityReport:
     """Motion fidelity of ``generated`` to ``reference`` with the details behind it.
 
     Both clips are frames [T, H, W, 3] in 0..1 (numpy or torch). ``max_tracks`` caps the
@@ -346,7 +359,10 @@ def motion_fidelity_report(reference, generated, *, max_tracks: int = 400, min_d
     ``match_radius`` how far (share of the frame diagonal) from its start a tracklet looks
     for its match (1 or more: anywhere, as in the paper); ``weighting`` "speed" (tracklets
     weighted by how much they move) or "equal" (the paper). ``PAPER_FORM`` holds the
-    paper's choices of both."""
+    paper's choices of both. ``tracker``: another point tracker instead of KLT, called as
+    ``tracker(frames [T, H, W, 3] float 0..1, max_tracks)`` and returning positions
+    [N, T, 2] (x, y), NaN where a point is lost or hidden (e.g.
+    ``fastvmt_core.cotracker.CoTrackerPointTracker``); its ``name`` goes in the report."""
     if max_tracks < 1:
         raise ValueError(f"max_tracks: must be >= 1, got {max_tracks}")
     if not match_radius > 0:
@@ -355,6 +371,8 @@ def motion_fidelity_report(reference, generated, *, max_tracks: int = 400, min_d
         raise ValueError(f"weighting: must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
     if fb_threshold <= 0 or still_px <= 0:
         raise ValueError("fb_threshold and still_px must be > 0")
+    tracker_name = "KLT" if tracker is None else str(getattr(tracker, "name", None)
+                                                     or getattr(tracker, "__name__", type(tracker).__name__))
     ref = as_frames(reference, "reference")
     gen = as_frames(generated, "generated")
     t_ref, h, w = ref.shape[:3]
@@ -375,7 +393,7 @@ def motion_fidelity_report(reference, generated, *, max_tracks: int = 400, min_d
         return FidelityReport(score=float(score), generated_to_reference=float(g2r), reference_to_generated=float(r2g),
                               reference_tracks=rt, generated_tracks=gt, reference_best=rb, generated_best=gb,
                               reference_global_motion=rg, generated_global_motion=gg, global_motion_epe=epe,
-                              frames=t_ref, height=h, width=w, notes=notes)
+                              frames=t_ref, height=h, width=w, notes=notes, tracker=tracker_name)
 
     if t_ref < 2 or t_gen < 2:
         which = " and ".join(n for n, t in (("reference", t_ref), ("generated", t_gen)) if t < 2)
@@ -383,8 +401,12 @@ def motion_fidelity_report(reference, generated, *, max_tracks: int = 400, min_d
         return result(0.0, 0.0, 0.0, empty_tracks, empty_tracks, np.zeros(0), np.zeros(0), nan_motion,
                       nan_motion.copy(), None)
 
-    ref_tracks = _track_clip(ref, "reference", notes, **opts)
-    gen_tracks = _track_clip(gen, "generated", notes, **opts)
+    if tracker is None:
+        ref_tracks = _track_clip(ref, "reference", notes, **opts)
+        gen_tracks = _track_clip(gen, "generated", notes, **opts)
+    else:
+        ref_tracks, gen_tracks = (_checked_tracks(tracker(clip, max_tracks), clip, tracker_name)
+                                  for clip in (ref, gen))
     if t_gen != t_ref:
         gen_tracks = _resample_tracks(gen_tracks, t_ref)
         notes.append(f"resampled generated from {t_gen} to {t_ref} frames (track positions interpolated "

@@ -9,7 +9,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_core_imports_no_comfyui():
-    code = ("import sys, fastvmt_core, fastvmt_core.fidelity; "
+    code = ("import sys, fastvmt_core, fastvmt_core.fidelity, fastvmt_core.cotracker; "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
             "{'comfy', 'comfy_api', 'nodes', 'folder_paths', 'execution', 'comfy_extras'}); "
             "print(bad); sys.exit(1 if bad else 0)")

@@ -11,6 +11,8 @@ import torch
 
 pytest.importorskip("cv2")
 
+from tests.test_core_cotracker import random_weights  # noqa: E402
+
 FRAMES, SIZE, STEP = 6, 64, (2, 1)  # 6 frames of 64x64, window moves 2 px right, 1 px down per frame
 
 
@@ -113,3 +115,46 @@ def test_ranking_command_on_clips_with_known_motion(tmp_path, capsys):
     assert fidelity_ranking.main(["--synthetic"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if "| default |" in line]
     assert len(rows) == 2 and all("| yes |" in row for row in rows), rows
+
+
+@pytest.fixture(scope="module")
+def cotracker_file(comfy, tmp_path_factory):
+    """A random-weight CoTracker3 checkpoint of the real network (the released file's names
+    and shapes: tests/test_core_cotracker.py checks them against CoTracker's own code) in
+    ComfyUI's models/cotracker folder. The visibility bias calls every point visible."""
+    path = tmp_path_factory.mktemp("cotracker") / "random_cotracker3.pth"
+    torch.save(random_weights(5, visibility_bias=30.0), path)
+    name = comfy.add_model_file("cotracker", path)
+    bad = tmp_path_factory.mktemp("cotracker_bad") / "not_a_tracker.safetensors"
+    from safetensors.torch import save_file
+    save_file({"weight": torch.zeros(2, 2)}, str(bad))
+    comfy.add_model_file("cotracker", bad)
+    return name
+
+
+def test_cotracker_checkpoint_in_models_folder_is_a_tracker_choice(comfy, run_graph, fastvmt_pack, cotracker_file):
+    options = comfy.object_info()["FastVMTMotionFidelity"]["input"]["optional"]["tracker"]
+    choices = options[0] if isinstance(options[0], list) else options[1]["options"]
+    assert choices[0] == "KLT (built-in)" and cotracker_file in choices and "not_a_tracker.safetensors" in choices
+    g = fidelity_graph("same")
+    g["fid"]["inputs"]["tracker"] = cotracker_file
+    g["fid"]["inputs"]["max_tracks"] = 16
+    score, report, vis = run_graph(g).raise_for_error().output("fid")
+    assert f"tracker: CoTracker3 ({cotracker_file})" in report and "tracks: reference 16, generated 16" in report
+    assert score == pytest.approx(1.0)          # identical clips, one deterministic tracker
+    assert vis.shape == (FRAMES, SIZE, SIZE, 3)
+    g["fid"]["inputs"]["tracker"] = "KLT (built-in)"
+    assert "tracker: KLT" in run_graph(g).raise_for_error().output("fid", 1)
+
+
+def test_a_file_that_is_not_cotracker3_is_a_named_error(run_graph, fastvmt_pack, cotracker_file):
+    g = fidelity_graph("same")
+    g["fid"]["inputs"]["tracker"] = "not_a_tracker.safetensors"
+    r = run_graph(g)
+    assert not r.success
+    text = r.error_text()
+    assert "tracker: cannot use 'not_a_tracker.safetensors' as CoTracker3" in text
+    assert "scaled_offline.pth" in text and "KLT (built-in)" in text
+    g["fid"]["inputs"]["tracker"] = "missing.pth"
+    with pytest.raises(AssertionError, match="tracker"):
+        run_graph(g).raise_for_error()   # not in the list: refused by ComfyUI's validation
