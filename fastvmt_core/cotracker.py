@@ -30,6 +30,7 @@ visible where its visibility exceeds 0.9, query points put back exactly in their
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Callable, Mapping, Optional
 
@@ -54,6 +55,7 @@ ONLINE_WINDOW = 16             # ... and of the online one (same keys, other use
 SUPPORT_GRID = 6
 VISIBLE = 0.9
 ITERATIONS = 6
+CNN_FRAMES = 8                 # frames per feature-CNN call
 
 
 # --------------------------------------------------------------------------- sampling
@@ -239,11 +241,15 @@ class CoTracker3(nn.Module):
             emb = F.interpolate(emb.float().transpose(1, 2), size=frames, mode="linear").transpose(1, 2)
         return emb
 
-    def feature_pyramid(self, video: torch.Tensor) -> list:
+    def feature_pyramid(self, video: torch.Tensor, after_group: Callable[[], None] = lambda: None) -> list:
         """video [B, T, 3, H, W] in 0..255 -> CORR_LEVELS maps [B*T, 128, h, w]."""
         frames = video.flatten(0, 1)
+        groups = []
         # frames go through the CNN in groups: its full-resolution activations are the peak memory
-        fmaps = torch.cat([self.fnet(2 * (frames[s:s + 8] / 255.0) - 1.0) for s in range(0, len(frames), 8)])
+        for s in range(0, len(frames), CNN_FRAMES):
+            groups.append(self.fnet(2 * (frames[s:s + CNN_FRAMES] / 255.0) - 1.0))
+            after_group()
+        fmaps = torch.cat(groups)
         fmaps = fmaps / fmaps.square().sum(dim=1, keepdim=True).clamp_min(1e-12).sqrt()
         pyramid = [fmaps]
         for _ in range(CORR_LEVELS - 1):
@@ -268,14 +274,23 @@ class CoTracker3(nn.Module):
         return torch.cat(out, dim=1)
 
     def forward(self, video: torch.Tensor, queries: torch.Tensor, iterations: int = ITERATIONS,
-                on_iteration: Optional[Callable[[int], None]] = None, frames_per_chunk: int = 16):
+                progress: Optional[Callable[[int, int], None]] = None, frames_per_chunk: int = 16):
         """video [B, T, 3, H, W] in 0..255 (H, W multiples of 4); queries [B, N, 3] (frame, x, y)
-        in pixels -> positions [B, T, N, 2], visibility and confidence [B, T, N] in 0..1."""
+        in pixels -> positions [B, T, N, 2], visibility and confidence [B, T, N] in 0..1.
+        ``progress(done, total)`` is called at the start, after each group of frames through
+        the CNN and after each refinement pass (a place to stop, too)."""
         b, t, _, h, w = video.shape
         n = queries.shape[1]
         if h % STRIDE or w % STRIDE:
             raise ValueError(f"video: height and width must be multiples of {STRIDE}, got {h}x{w}")
-        pyramid = self.feature_pyramid(video)
+        total, ticks = -(-b * t // CNN_FRAMES) + iterations, itertools.count()
+
+        def tick():
+            k = next(ticks)
+            if progress is not None:
+                progress(k, total)
+        tick()
+        pyramid = self.feature_pyramid(video, tick)
         offsets = patch_offsets(CORR_RADIUS, video.device)
         query_frame = queries[..., 0].long()
         query_xy = queries[..., 1:3] / STRIDE
@@ -289,7 +304,7 @@ class CoTracker3(nn.Module):
         conf = torch.zeros(b, t, n, device=video.device)
         scale = torch.tensor([MODEL_RESOLUTION[1] / STRIDE, MODEL_RESOLUTION[0] / STRIDE], device=video.device)
         time_emb = self.time_embedding(t)
-        for it in range(iterations):
+        for _ in range(iterations):
             corr = torch.cat([self.correlation_embedding(maps, query_patches[level], coords / 2 ** level, offsets,
                                                          frames_per_chunk)
                               for level, maps in enumerate(pyramid)], dim=-1)
@@ -300,8 +315,7 @@ class CoTracker3(nn.Module):
             delta = self.updateformer(tokens + time_emb[:, None]).transpose(1, 2)  # [B, T, N, 4]
             coords = coords + delta[..., :2]
             vis, conf = vis + delta[..., 2], conf + delta[..., 3]
-            if on_iteration is not None:
-                on_iteration(it)
+            tick()
         return coords * STRIDE, torch.sigmoid(vis), torch.sigmoid(conf)
 
 
@@ -354,11 +368,11 @@ class CoTrackerPointTracker:
     on a regular grid in the first frame."""
 
     def __init__(self, model: CoTracker3, *, device=None, name: str = "CoTracker3",
-                 on_iteration: Optional[Callable[[int], None]] = None):
+                 progress: Optional[Callable[[int, int], None]] = None):
         self.model = model
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.name = name
-        self.on_iteration = on_iteration
+        self.progress = progress
 
     @torch.no_grad()
     def track(self, frames: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -373,7 +387,7 @@ class CoTrackerPointTracker:
         xy = np.concatenate([points.astype(np.float32) * to_model, support])
         queries = torch.from_numpy(np.concatenate([np.zeros((len(xy), 1), np.float32), xy], axis=1))
         self.model.to(self.device)
-        pos, vis, _ = self.model(video[None], queries[None].to(self.device), on_iteration=self.on_iteration)
+        pos, vis, _ = self.model(video[None], queries[None].to(self.device), progress=self.progress)
         n = len(points)
         pos = pos[0, :, :n].float().cpu().numpy()
         visible = (vis[0, :, :n] > VISIBLE).cpu().numpy()

@@ -16,7 +16,7 @@ import comfy.model_management
 import comfy.utils
 import folder_paths
 
-from ..fastvmt_core.cotracker import ITERATIONS, CoTrackerPointTracker, load_cotracker
+from ..fastvmt_core.cotracker import CoTrackerPointTracker, load_cotracker
 from ..fastvmt_core.fidelity import MATCH_RADIUS, draw_tracks, motion_fidelity_report, resample_frames
 
 log = logging.getLogger("FastVMT")
@@ -51,17 +51,19 @@ def cotracker_tracker(filename: str) -> CoTrackerPointTracker:
         raise ValueError(f"tracker: cannot use {filename!r} as CoTracker3: {exc}. Pick {KLT!r} or put CoTracker3's "
                          f"offline checkpoint (scaled_offline.pth from huggingface.co/facebook/cotracker3) in "
                          f"models/{COTRACKER_FOLDER}") from exc
-    bar = comfy.utils.ProgressBar(2 * ITERATIONS)
+    bars = []
 
-    def on_iteration(_):
+    def progress(done, total):  # one bar per clip; a stop requested in the UI ends the run here
         comfy.model_management.throw_exception_if_processing_interrupted()
-        bar.update(1)
+        if done == 0:
+            bars.append(comfy.utils.ProgressBar(total))
+        bars[-1].update_absolute(done, total)
 
     device = comfy.model_management.get_torch_device()
     # room for the tracker next to models ComfyUI keeps loaded: 81 frames, 400 points took 2.3 GB on CPU
     comfy.model_management.free_memory(3 * 1024 ** 3, device)
     return CoTrackerPointTracker(model, device=device,
-                                 name=f"CoTracker3 ({filename})", on_iteration=on_iteration)
+                                 name=f"CoTracker3 ({filename})", progress=progress)
 
 
 class MotionFidelity(io.ComfyNode):

@@ -139,8 +139,12 @@ def test_cotracker_checkpoint_in_models_folder_is_a_tracker_choice(comfy, run_gr
     g = fidelity_graph("same")
     g["fid"]["inputs"]["tracker"] = cotracker_file
     g["fid"]["inputs"]["max_tracks"] = 16
-    score, report, vis = run_graph(g).raise_for_error().output("fid")
+    r = run_graph(g).raise_for_error()
+    score, report, vis = r.output("fid")
     assert f"tracker: CoTracker3 ({cotracker_file})" in report and "tracks: reference 16, generated 16" in report
+    # progress, one bar per clip: 6 frames make one group through the CNN, then 6 refinement passes
+    steps = [(d["value"], d["max"]) for d in r.events_of("progress") if d.get("node") == "fid"]
+    assert steps == [(k, 7) for k in range(8)] * 2, steps
     assert score == pytest.approx(1.0)          # identical clips, one deterministic tracker
     assert vis.shape == (FRAMES, SIZE, SIZE, 3)
     g["fid"]["inputs"]["tracker"] = "KLT (built-in)"
@@ -158,3 +162,22 @@ def test_a_file_that_is_not_cotracker3_is_a_named_error(run_graph, fastvmt_pack,
     g["fid"]["inputs"]["tracker"] = "missing.pth"
     with pytest.raises(AssertionError, match="tracker"):
         run_graph(g).raise_for_error()   # not in the list: refused by ComfyUI's validation
+
+
+def test_cotracker_stops_when_interrupted(comfy, run_graph, fastvmt_pack, cotracker_file, monkeypatch):
+    import comfy.model_management as mm
+    original, seen = comfy.server.send_sync, []
+
+    def send_sync(event, data, sid=None):
+        if event == "progress" and data.get("node") == "fid":
+            seen.append(data["value"])
+            if data["value"] == 0:
+                mm.interrupt_current_processing(True)
+        return original(event, data, sid)
+
+    monkeypatch.setattr(comfy.server, "send_sync", send_sync)
+    g = fidelity_graph("reversed")
+    g["fid"]["inputs"].update(tracker=cotracker_file, max_tracks=4)
+    stopped = run_graph(g)
+    assert not stopped.success and stopped.events_of("execution_interrupted")
+    assert seen == [0], seen          # stopped after the first group of frames, in the first clip
