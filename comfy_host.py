@@ -688,6 +688,23 @@ class ComfyHost:
         g = _normalise_graph(graph)
         return _run_coro(self._validate(g, self._targets(g, outputs), prompt_id or str(uuid.uuid4())))
 
+    def interrupt_at_progress(self, monkeypatch, node: str, value: int) -> list:
+        """Ask ComfyUI to stop, as the UI's stop button does, when ``node`` reports progress
+        ``value``. Returns the list that collects every progress value ``node`` reports.
+        ``monkeypatch`` (pytest's) undoes the hook."""
+        import comfy.model_management as mm
+        original, seen = self.server.send_sync, []
+
+        def send_sync(event, data, sid=None):
+            if event == "progress" and data.get("node") == node:
+                seen.append(data["value"])
+                if data["value"] == value:
+                    mm.interrupt_current_processing(True)
+            return original(event, data, sid)
+
+        monkeypatch.setattr(self.server, "send_sync", send_sync)
+        return seen
+
     def run_graph(self, graph: dict, *, outputs: Optional[Iterable] = None, prompt_id: Optional[str] = None,
                   keep_cache: bool = False, extra_data: Optional[dict] = None,
                   strict: bool = True, check: bool = False) -> GraphResult:
@@ -987,6 +1004,85 @@ def _hijack_progress(server, comfyui_path: Path) -> None:
         sys.modules["comfyui_main"] = module
         spec.loader.exec_module(module)
     module.hijack_progress(server)
+
+
+# ---------------------------------------------------------------------------
+# ComfyUI as a separate process (main.py): the runner, browser and thumbnail tools
+# ---------------------------------------------------------------------------
+
+PACK_DIR_NAME = "ComfyUI-FastVMT"  # the pack's folder name under custom_nodes/ in those servers
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A running ComfyUI main.py (CPU) at ``address`` with ``base`` as its base directory."""
+
+    def __init__(self, base: Path, port: int, proc, log_path: Path):
+        self.base, self.port, self.proc, self.log_path = base, port, proc, log_path
+        self.address = f"127.0.0.1:{port}"
+
+    def log_tail(self, n=60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+    def get_json(self, path):
+        import urllib.request
+        with urllib.request.urlopen(f"http://{self.address}{path}", timeout=30) as r:
+            return json.loads(r.read())
+
+
+def start_server(base: Path, comfyui: Optional[os.PathLike] = None) -> Server:
+    """Start ComfyUI's main.py on a free port with ``base`` as base directory (its
+    custom_nodes/ is the caller's to fill) and wait until it answers; raises RuntimeError
+    with the log's tail when it exits or stays silent for 120 s."""
+    import subprocess
+    comfyui = comfyui or find_comfyui()
+    if comfyui is None:
+        raise RuntimeError("ComfyUI not found: set COMFYUI_PATH or check it out at ~/comfy/ComfyUI")
+    port = free_port()
+    log_path = Path(base) / "server.log"
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1" if (os.cpu_count() or 1) <= 4 else str(os.cpu_count()))
+    cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+           "--base-directory", str(base), "--disable-auto-launch", "--disable-api-nodes"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=comfyui, stdout=log, stderr=subprocess.STDOUT, env=env)
+    server = Server(Path(base), port, proc, log_path)
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited with {proc.returncode} during start-up:\n{server.log_tail()}")
+            try:
+                server.get_json("/system_stats")
+                return server
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"ComfyUI did not answer within 120 s:\n{server.log_tail()}")
+                time.sleep(0.3)
+    except BaseException:
+        stop_server(server)
+        raise
+
+
+def stop_server(server: Server):
+    import subprocess
+    proc = server.proc
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
 
 
 def run_graph(graph: dict, *, prompt_id: Optional[str] = None, **kw) -> GraphResult:

@@ -914,13 +914,17 @@ def _i2v_guidance_sampler(g: Graph, n: dict, cfg: float) -> Node:
 
 TI2V_5B_SIZE = dict(width=1280, height=704, length=121)
 
-NOTE_TI2V_5B = (
-    "Prompt: describe the video that starts from the start image; the motion comes from the reference.\n\n"
-    "The sampler settings of ComfyUI's Wan 2.2 5B template: uni_pc / simple, 20 steps, cfg 5, shift 8. The "
-    "first 20% of the process (4 of 20 steps) is guided; UniPC cannot take one step on its own, so those 4 "
-    "steps are Euler steps and UniPC takes over from step 5.\n\n"
-    "motion_block 14 is the paper's block for a 30-block model, as the 5B is. " + NOTE_STEP_SKIP + "\n\n"
-    + _fps_note(24, "Wan 2.2 5B"))
+def _i2v_uni_pc_note(template: str, cfg: int, fps: int, block_line: str) -> str:
+    """Note of a single-model image-to-video workflow on the uni_pc settings of ComfyUI's ``template``."""
+    return ("Prompt: describe the video that starts from the start image; the motion comes from the reference.\n\n"
+            f"The sampler settings of ComfyUI's {template} template: uni_pc / simple, 20 steps, cfg {cfg}, shift 8. "
+            "The first 20% of the process (4 of 20 steps) is guided; UniPC cannot take one step on its own, so "
+            "those 4 steps are Euler steps and UniPC takes over from step 5.\n\n"
+            + block_line + " " + NOTE_STEP_SKIP + "\n\n" + _fps_note(fps, template))
+
+
+NOTE_TI2V_5B = _i2v_uni_pc_note("Wan 2.2 5B", 5, 24, "motion_block 14 is the paper's block for a 30-block model, as "
+                                "the 5B is.")
 
 
 def wf_ti2v_5b() -> Graph:
@@ -943,13 +947,8 @@ def wf_ti2v_5b() -> Graph:
 
 I2V_21_SIZE = dict(width=512, height=512, length=33)
 
-NOTE_I2V_21 = (
-    "Prompt: describe the video that starts from the start image; the motion comes from the reference.\n\n"
-    "The sampler settings of ComfyUI's Wan 2.1 image-to-video template: uni_pc / simple, 20 steps, cfg 6, "
-    "shift 8. The first 20% of the process (4 of 20 steps) is guided; UniPC cannot take one step on its own, "
-    "so those 4 steps are Euler steps and UniPC takes over from step 5.\n\n"
-    "motion_block 20 is the middle of the 14B's 40 blocks. " + NOTE_STEP_SKIP + "\n\n"
-    + _fps_note(16, "Wan 2.1 image-to-video"))
+NOTE_I2V_21 = _i2v_uni_pc_note("Wan 2.1 image-to-video", 6, 16, "motion_block 20 is the middle of the 14B's 40 "
+                               "blocks.")
 
 
 def wf_i2v_wan21() -> Graph:

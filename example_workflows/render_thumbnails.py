@@ -30,19 +30,14 @@ import io
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-PACK_DIR_NAME = "ComfyUI-FastVMT"
 THUMBNAIL_SIZE = 512          # the card shows it in a 256 x 256 box (BaseThumbnail, w-64 h-64)
 THUMBNAIL_MAX_BYTES = 100_000
 SCREENSHOT_MAX_BYTES = 150_000
@@ -104,52 +99,24 @@ def write_inputs(input_dir: Path, aspect: str = "landscape") -> None:
 # a ComfyUI server with the pack, and the frontend in Chromium
 # ---------------------------------------------------------------------------
 
-def find_comfyui():
-    sys.path.insert(0, str(REPO))
-    import comfy_host
-    return comfy_host.find_comfyui()
-
-
 @contextmanager
 def comfyui_server(base: Path):
     """ComfyUI's main.py (CPU) with ``base`` as its base directory and this pack in its
     custom_nodes; yields the address (host:port)."""
-    comfyui = find_comfyui()
-    if comfyui is None:
-        raise SystemExit("ComfyUI not found: set COMFYUI_PATH or check it out at ~/comfy/ComfyUI")
+    sys.path.insert(0, str(REPO))
+    import comfy_host
     (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
-    link = base / "custom_nodes" / PACK_DIR_NAME
+    link = base / "custom_nodes" / comfy_host.PACK_DIR_NAME
     if not link.exists():
         link.symlink_to(REPO, target_is_directory=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(base / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-                             "--base-directory", str(base), "--disable-auto-launch", "--disable-api-nodes"],
-                            cwd=comfyui, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"ComfyUI exited during start-up; see {base / 'server.log'}")
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/system_stats", timeout=5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"ComfyUI did not answer within 120 s; see {base / 'server.log'}")
-                time.sleep(0.3)
-        yield f"127.0.0.1:{port}"
+        server = comfy_host.start_server(base)
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from exc
+    try:
+        yield server.address
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=15)
-        log.close()
+        comfy_host.stop_server(server)
 
 
 def open_frontend(browser, address: str, *, missing_models_dialog: bool = True):

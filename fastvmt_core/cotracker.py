@@ -325,7 +325,6 @@ def load_cotracker(state_dict: Mapping[str, torch.Tensor], name: str = "checkpoi
     checkpoint."""
     if "model" in state_dict and not torch.is_tensor(state_dict["model"]):
         state_dict = state_dict["model"]
-    state_dict = {k.removeprefix("model."): v for k, v in state_dict.items()}
     hint = ("download scaled_offline.pth from huggingface.co/facebook/cotracker3 into ComfyUI's "
             "models/cotracker folder")
     emb = state_dict.get("time_emb")

@@ -130,7 +130,6 @@ class MotionFidelity(io.ComfyNode):
         finally:
             if point_tracker is not None:  # 100 MB of weights: do not keep them on the GPU
                 point_tracker.model.to("cpu")
-                del point_tracker
                 comfy.model_management.soft_empty_cache()
         text = rep.summary() + "\nvisualisation: reference tracks cyan, generated tracks orange"
         frames = resample_frames(generated, rep.frames, rep.width, rep.height)

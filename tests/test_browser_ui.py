@@ -29,9 +29,9 @@ import urllib.request
 import pytest
 
 import comfy_host
+from comfy_host import PACK_DIR_NAME
 from fastvmt_core import FastVMTSettings
 from tests.test_browser_workflows import CHROMIUM
-from tests.test_runner_host import PACK_DIR_NAME, _start_server, _stop_server
 
 SUMMARY_WIDGET = "fastvmt_summary"  # the widget name in web/js/fastvmt.js
 SUMMARY_NODES = {"FastVMTExtractMotion", "FastVMTGuidanceSampler", "FastVMTLoadMotion", "FastVMTSaveMotion",
@@ -55,7 +55,7 @@ def ui(comfy, fastvmt_pack, tiny_wan, tmp_path_factory):
     # a returning user: no "Get Started with a Template" dialog over the canvas
     (base / "user" / "default").mkdir(parents=True)
     (base / "user" / "default" / "comfy.settings.json").write_text(json.dumps({"Comfy.TutorialCompleted": True}))
-    server = _start_server(base)
+    server = comfy_host.start_server(base)
     try:
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
@@ -68,7 +68,7 @@ def ui(comfy, fastvmt_pack, tiny_wan, tmp_path_factory):
             yield page, server, errors
             browser.close()
     finally:
-        _stop_server(server.proc)
+        comfy_host.stop_server(server)
 
 
 def _http(server, path):

@@ -31,10 +31,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_runner_host import PACK_DIR_NAME, _start_server, _stop_server
 from tests.test_workflows import WORKFLOW_DIR, api_file_for, load_builder, load_example_module, ui_files
 
 import comfy_host
+from comfy_host import PACK_DIR_NAME
 
 
 render = load_example_module("render_thumbnails.py")
@@ -57,7 +57,7 @@ def frontend(comfy, fastvmt_pack, tmp_path_factory):
     render.write_inputs(base / "input", "portrait")
     shots = Path(os.environ.get("FASTVMT_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
     shots.mkdir(parents=True, exist_ok=True)
-    server = _start_server(base)
+    server = comfy_host.start_server(base)
     try:
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
@@ -65,7 +65,7 @@ def frontend(comfy, fastvmt_pack, tmp_path_factory):
             yield {"page": page, "server": server, "shots": shots, "loaded": {}}
             browser.close()
     finally:
-        _stop_server(server.proc)
+        comfy_host.stop_server(server)
 
 
 def loaded(frontend, ui_path: Path) -> dict:

@@ -165,17 +165,7 @@ def test_a_file_that_is_not_cotracker3_is_a_named_error(run_graph, fastvmt_pack,
 
 
 def test_cotracker_stops_when_interrupted(comfy, run_graph, fastvmt_pack, cotracker_file, monkeypatch):
-    import comfy.model_management as mm
-    original, seen = comfy.server.send_sync, []
-
-    def send_sync(event, data, sid=None):
-        if event == "progress" and data.get("node") == "fid":
-            seen.append(data["value"])
-            if data["value"] == 0:
-                mm.interrupt_current_processing(True)
-        return original(event, data, sid)
-
-    monkeypatch.setattr(comfy.server, "send_sync", send_sync)
+    seen = comfy.interrupt_at_progress(monkeypatch, "fid", 0)
     g = fidelity_graph("reversed")
     g["fid"]["inputs"].update(tracker=cotracker_file, max_tracks=4)
     stopped = run_graph(g)

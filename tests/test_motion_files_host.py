@@ -349,15 +349,7 @@ def fresh_plain(tmp_path_factory):
 
 
 def _interrupt_mid_guidance(comfy, monkeypatch):
-    import comfy.model_management as mm
-    original = comfy.server.send_sync
-
-    def send_sync(event, data, sid=None):
-        if event == "progress" and data.get("node") == "sample" and data["value"] == 3:
-            mm.interrupt_current_processing(True)  # inside the first guided step's inner loop
-        return original(event, data, sid)
-
-    monkeypatch.setattr(comfy.server, "send_sync", send_sync)
+    comfy.interrupt_at_progress(monkeypatch, "sample", 3)  # inside the first guided step's inner loop
 
 
 def _fail_inside_the_loss(comfy, monkeypatch):

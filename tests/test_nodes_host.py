@@ -259,19 +259,7 @@ def test_input_model_unchanged_after_success_and_error(run_graph, tiny_wan, fast
 
 
 def test_interrupt_stops_within_one_inner_step(run_graph, comfy, tiny_wan, fastvmt_pack, monkeypatch):
-    import comfy.model_management as mm
-    server = comfy.server
-    original = server.send_sync
-    seen = []
-
-    def send_sync(event, data, sid=None):
-        if event == "progress" and data.get("node") == "sample":
-            seen.append(data["value"])
-            if data["value"] == 3:
-                mm.interrupt_current_processing(True)
-        return original(event, data, sid)
-
-    monkeypatch.setattr(server, "send_sync", send_sync)
+    seen = comfy.interrupt_at_progress(monkeypatch, "sample", 3)
     r = run_graph(base_graph(tiny_wan, steps=5))
     assert not r.success
     assert r.events_of("execution_interrupted")

@@ -22,11 +22,9 @@ import io
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -38,7 +36,7 @@ REPO = comfy_host.REPO_ROOT
 RUNNER = REPO / "fastvmt_runner.py"
 MAIN_API = WORKFLOW_DIR / "api" / "fastvmt_wan21_t2v_motion_transfer.api.json"
 TINY = ["--width", "64", "--height", "48", "--frames", "9", "--steps", "4"]
-PACK_DIR_NAME = "ComfyUI-FastVMT"
+PACK_DIR_NAME = comfy_host.PACK_DIR_NAME
 
 
 def _load_runner():
@@ -50,12 +48,6 @@ def _load_runner():
 
 
 fastvmt_runner = sys.modules.get("fastvmt_runner") or _load_runner()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stand_in_text_encoders(prompt: dict) -> dict:
@@ -73,60 +65,6 @@ def stand_in_text_encoders(prompt: dict) -> dict:
                 if isinstance(v, list) and len(v) == 2 and v[0] not in out]
     assert not dangling, f"nodes still linked to a removed loader: {dangling}"
     return out
-
-
-class Server:
-    def __init__(self, base: Path, port: int, proc: subprocess.Popen, log_path: Path):
-        self.base, self.port, self.proc, self.log_path = base, port, proc, log_path
-        self.address = f"127.0.0.1:{port}"
-
-    def log_tail(self, n=60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no log)"
-
-    def get_json(self, path):
-        with urllib.request.urlopen(f"http://{self.address}{path}", timeout=30) as r:
-            return json.loads(r.read())
-
-
-def _start_server(base: Path) -> Server:
-    comfyui = comfy_host.find_comfyui()
-    port = free_port()
-    log_path = base / "server.log"
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", "1" if (os.cpu_count() or 1) <= 4 else str(os.cpu_count()))
-    cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-           "--base-directory", str(base), "--disable-auto-launch", "--disable-api-nodes"]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=comfyui, stdout=log, stderr=subprocess.STDOUT, env=env)
-    server = Server(base, port, proc, log_path)
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"ComfyUI exited with {proc.returncode} during start-up:\n{server.log_tail()}")
-            try:
-                server.get_json("/system_stats")
-                return server
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"ComfyUI did not answer within 120 s:\n{server.log_tail()}")
-                time.sleep(0.3)
-    except BaseException:
-        _stop_server(proc)
-        raise
-
-
-def _stop_server(proc: subprocess.Popen):
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
 
 
 @pytest.fixture(scope="module")
@@ -147,11 +85,11 @@ def server(tmp_path_factory):
     (models / "vae" / "wan_2.1_vae.safetensors").symlink_to(comfy_host.cached_tiny_wan_vae())
     srv = None
     try:
-        srv = _start_server(base)
+        srv = comfy_host.start_server(base)
         yield srv
     finally:
         if srv is not None:
-            _stop_server(srv.proc)
+            comfy_host.stop_server(srv)
 
 
 def run_runner(args, *, subprocess_run=False, timeout=300):
@@ -301,7 +239,7 @@ def test_execution_error_is_reported(server, tmp_path, source_video):
 
 
 def test_server_down(tmp_path):
-    port = free_port()  # nothing listens there
+    port = comfy_host.free_port()  # nothing listens there
     code, out, err = run_runner(["fastvmt_wan21_t2v_motion_transfer", "--server", f"127.0.0.1:{port}"],
                                 subprocess_run=True)
     assert code == fastvmt_runner.EXIT_SERVER == 3
