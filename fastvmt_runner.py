@@ -558,8 +558,7 @@ def run(argv=None, stdout=None, stderr=None) -> int:
         return e.code
 
 
-def _run(args, stdout, stderr) -> int:
-    prompt = load_workflow(args.workflow)
+def _check_size_flags(args) -> None:
     for flag in ("width", "height"):
         v = getattr(args, flag)
         if v is not None and (v < 16 or v % 16):
@@ -567,20 +566,12 @@ def _run(args, stdout, stderr) -> int:
     if args.frames is not None and (args.frames < 1 or (args.frames - 1) % 4):
         raise RunnerError(EXIT_USAGE, f"--frames {args.frames}: must be 4k+1 (1, 5, 9, ..., 81)")
 
-    if args.dry_run:
-        prompt = copy.deepcopy(prompt)
-        apply_overrides(prompt, args, {})
-        print(json.dumps(prompt, indent=2, ensure_ascii=False), file=stdout)
-        return EXIT_OK
 
-    client = Client(args.server)
+def _upload_inputs(client: Client, args, stderr) -> dict:
+    """Upload the local files given for --video, --image and --motion; a value that is no
+    local file is taken as the name of a file already in ComfyUI's input folder (checked in
+    preflight)."""
     uploaded = {}
-    # check the server first: uploads need it anyway
-    try:
-        client.get_json("/system_stats")
-    except requests.HTTPError as e:
-        raise RunnerError(EXIT_SERVER, f"{client.base} answered HTTP {e.response.status_code}: is this "
-                                       "ComfyUI?") from None
     for key, value, subfolder in (("video", args.video, ""), ("image", args.image, ""),
                                   ("motion", args.motion, "fastvmt")):
         if value is None:
@@ -589,7 +580,70 @@ def _run(args, stdout, stderr) -> int:
         if local.is_file():
             uploaded[key] = client.upload(local, subfolder)
             print(f"uploaded {local} -> input/{uploaded[key]}", file=stderr)
-        # else: the name of a file already in ComfyUI's input folder (checked in preflight)
+    return uploaded
+
+
+def _finished_entry(client: Client, args, outcome: str, prompt_id: str, deadline) -> dict:
+    """The prompt's history entry; raises the runner's error for a timeout, a failure or an
+    interrupt."""
+    entry = None
+    if outcome in ("success", "error", "interrupted", "closed", "no-ws"):
+        # history is written just after the final websocket event
+        entry = _poll_history(client, prompt_id, deadline if outcome in ("closed", "no-ws") else
+                              time.monotonic() + 30, interval=0.2 if outcome != "no-ws" else 1.0)
+    if entry is None:
+        if outcome == "timeout" or deadline is not None:
+            client.post_json("/interrupt", {"prompt_id": prompt_id})
+            raise RunnerError(EXIT_TIMEOUT, f"timed out after {args.timeout:g}s (prompt {prompt_id}); "
+                                            "asked ComfyUI to interrupt it")
+        raise RunnerError(EXIT_FAILED, f"prompt {prompt_id} finished but has no history entry")
+    return entry
+
+
+def _raise_if_failed(entry: dict, prompt: dict, prompt_id: str) -> None:
+    err = _error_from_history(entry)
+    status = entry.get("status", {}).get("status_str")
+    if err is None and status != "error":
+        return
+    err = err or {}
+    if err.get("kind") == "execution_interrupted":
+        raise RunnerError(EXIT_FAILED, f"prompt {prompt_id} was interrupted")
+    title = prompt.get(str(err.get("node_id")), {}).get("_meta", {}).get("title", "")
+    raise RunnerError(EXIT_FAILED, f"ComfyUI failed in node {err.get('node_id')} ({err.get('node_type')}, "
+                                   f"'{title}'): {err.get('exception_type', '')}: "
+                                   f"{err.get('exception_message', '').strip()}")
+
+
+def _fetch_outputs(client: Client, args, entry: dict, prompt: dict, stdout, stderr) -> None:
+    files = output_files(entry, prompt)
+    if not files:
+        print("the workflow finished but wrote no output files", file=stderr)
+    for f in files:
+        where = f"{f.get('subfolder') + '/' if f.get('subfolder') else ''}{f['filename']}"
+        if args.no_download:
+            print(f"output/{where}", file=stdout)
+            continue
+        dest = client.download(f, Path(args.out_dir))
+        print(str(dest), file=stdout)
+
+
+def _run(args, stdout, stderr) -> int:
+    prompt = load_workflow(args.workflow)
+    _check_size_flags(args)
+    if args.dry_run:
+        prompt = copy.deepcopy(prompt)
+        apply_overrides(prompt, args, {})
+        print(json.dumps(prompt, indent=2, ensure_ascii=False), file=stdout)
+        return EXIT_OK
+
+    client = Client(args.server)
+    # check the server first: uploads need it anyway
+    try:
+        client.get_json("/system_stats")
+    except requests.HTTPError as e:
+        raise RunnerError(EXIT_SERVER, f"{client.base} answered HTTP {e.response.status_code}: is this "
+                                       "ComfyUI?") from None
+    uploaded = _upload_inputs(client, args, stderr)
     prompt = copy.deepcopy(prompt)
     for change in apply_overrides(prompt, args, uploaded):
         print(f"  {change}", file=stderr)
@@ -607,40 +661,10 @@ def _run(args, stdout, stderr) -> int:
             pass
         return 130
     prompt_id = data["prompt_id"]
-
-    entry = None
-    if outcome in ("success", "error", "interrupted", "closed", "no-ws"):
-        # history is written just after the final websocket event
-        entry = _poll_history(client, prompt_id, deadline if outcome in ("closed", "no-ws") else
-                              time.monotonic() + 30, interval=0.2 if outcome != "no-ws" else 1.0)
-    if entry is None:
-        if outcome == "timeout" or deadline is not None:
-            client.post_json("/interrupt", {"prompt_id": prompt_id})
-            raise RunnerError(EXIT_TIMEOUT, f"timed out after {args.timeout:g}s (prompt {prompt_id}); "
-                                            "asked ComfyUI to interrupt it")
-        raise RunnerError(EXIT_FAILED, f"prompt {prompt_id} finished but has no history entry")
-    err = _error_from_history(entry)
-    status = entry.get("status", {}).get("status_str")
-    if err is not None or status == "error":
-        err = err or {}
-        if err.get("kind") == "execution_interrupted":
-            raise RunnerError(EXIT_FAILED, f"prompt {prompt_id} was interrupted")
-        title = prompt.get(str(err.get("node_id")), {}).get("_meta", {}).get("title", "")
-        raise RunnerError(EXIT_FAILED, f"ComfyUI failed in node {err.get('node_id')} ({err.get('node_type')}, "
-                                       f"'{title}'): {err.get('exception_type', '')}: "
-                                       f"{err.get('exception_message', '').strip()}")
-    elapsed = time.monotonic() - progress.t0
-    progress.finish(f"done in {elapsed:.1f}s (prompt {prompt_id})")
-    files = output_files(entry, prompt)
-    if not files:
-        print("the workflow finished but wrote no output files", file=stderr)
-    for f in files:
-        where = f"{f.get('subfolder') + '/' if f.get('subfolder') else ''}{f['filename']}"
-        if args.no_download:
-            print(f"output/{where}", file=stdout)
-            continue
-        dest = client.download(f, Path(args.out_dir))
-        print(str(dest), file=stdout)
+    entry = _finished_entry(client, args, outcome, prompt_id, deadline)
+    _raise_if_failed(entry, prompt, prompt_id)
+    progress.finish(f"done in {time.monotonic() - progress.t0:.1f}s (prompt {prompt_id})")
+    _fetch_outputs(client, args, entry, prompt, stdout, stderr)
     return EXIT_OK
 
 

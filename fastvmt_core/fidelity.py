@@ -363,14 +363,7 @@ def motion_fidelity_report(reference, generated, *, max_tracks: int = 400, min_d
     ``tracker(frames [T, H, W, 3] float 0..1, max_tracks)`` and returning positions
     [N, T, 2] (x, y), NaN where a point is lost or hidden (e.g.
     ``fastvmt_core.cotracker.CoTrackerPointTracker``); its ``name`` goes in the report."""
-    if max_tracks < 1:
-        raise ValueError(f"max_tracks: must be >= 1, got {max_tracks}")
-    if not match_radius > 0:
-        raise ValueError(f"match_radius: must be > 0 (a share of the frame diagonal), got {match_radius}")
-    if weighting not in WEIGHTINGS:
-        raise ValueError(f"weighting: must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
-    if fb_threshold <= 0 or still_px <= 0:
-        raise ValueError("fb_threshold and still_px must be > 0")
+    _check_options(max_tracks, match_radius, weighting, fb_threshold, still_px)
     tracker_name = "KLT" if tracker is None else str(getattr(tracker, "name", None)
                                                      or getattr(tracker, "__name__", type(tracker).__name__))
     ref = as_frames(reference, "reference")
@@ -386,9 +379,6 @@ def motion_fidelity_report(reference, generated, *, max_tracks: int = 400, min_d
     opts = dict(max_tracks=max_tracks, min_distance=min_distance, min_seeds=min_seeds, fb_threshold=fb_threshold,
                 win_size=win_size, max_level=max_level)
 
-    empty_tracks = np.zeros((0, t_ref, 2), np.float32)
-    nan_motion = np.full((max(t_ref - 1, 0), 2), np.nan, np.float32)
-
     def result(score, g2r, r2g, rt, gt, rb, gb, rg, gg, epe):
         return FidelityReport(score=float(score), generated_to_reference=float(g2r), reference_to_generated=float(r2g),
                               reference_tracks=rt, generated_tracks=gt, reference_best=rb, generated_best=gb,
@@ -398,50 +388,83 @@ def motion_fidelity_report(reference, generated, *, max_tracks: int = 400, min_d
     if t_ref < 2 or t_gen < 2:
         which = " and ".join(n for n, t in (("reference", t_ref), ("generated", t_gen)) if t < 2)
         notes.append(f"{which}: a single frame has no motion; score set to 0.0")
+        empty_tracks = np.zeros((0, t_ref, 2), np.float32)
+        nan_motion = np.full((max(t_ref - 1, 0), 2), np.nan, np.float32)
         return result(0.0, 0.0, 0.0, empty_tracks, empty_tracks, np.zeros(0), np.zeros(0), nan_motion,
                       nan_motion.copy(), None)
 
+    ref_tracks, gen_tracks = _track_both(ref, gen, tracker, tracker_name, max_tracks, opts, notes)
+    ref_global, gen_global = _global_motion(ref_tracks), _global_motion(gen_tracks)
+    epe = _global_motion_epe(ref_global, gen_global, notes)
+    ref_full = ref_tracks[np.isfinite(ref_tracks).all(axis=(1, 2))]
+    gen_full = gen_tracks[np.isfinite(gen_tracks).all(axis=(1, 2))]
+    scores = _best_match_scores(ref_full, gen_full, t_ref, float(np.hypot(h, w)), still_px, match_radius,
+                                weighting, notes)
+    if scores is None:
+        return result(0.0, 0.0, 0.0, ref_full, gen_full, np.zeros(len(ref_full)), np.zeros(len(gen_full)),
+                      ref_global, gen_global, epe)
+    g2r, r2g, ref_best, gen_best = scores
+    return result(0.5 * (g2r + r2g), g2r, r2g, ref_full, gen_full, ref_best, gen_best, ref_global, gen_global, epe)
+
+
+def _check_options(max_tracks, match_radius, weighting, fb_threshold, still_px) -> None:
+    if max_tracks < 1:
+        raise ValueError(f"max_tracks: must be >= 1, got {max_tracks}")
+    if not match_radius > 0:
+        raise ValueError(f"match_radius: must be > 0 (a share of the frame diagonal), got {match_radius}")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting: must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
+    if fb_threshold <= 0 or still_px <= 0:
+        raise ValueError("fb_threshold and still_px must be > 0")
+
+
+def _track_both(ref, gen, tracker, tracker_name, max_tracks, opts, notes):
+    """Point tracks [N, T_ref, 2] of both clips (KLT or ``tracker``); the generated clip's
+    tracks are resampled in time to the reference's length."""
     if tracker is None:
         ref_tracks = _track_clip(ref, "reference", notes, **opts)
         gen_tracks = _track_clip(gen, "generated", notes, **opts)
     else:
         ref_tracks, gen_tracks = (_checked_tracks(tracker(clip, max_tracks), clip, tracker_name)
                                   for clip in (ref, gen))
+    t_ref, t_gen = ref.shape[0], gen.shape[0]
     if t_gen != t_ref:
         gen_tracks = _resample_tracks(gen_tracks, t_ref)
         notes.append(f"resampled generated from {t_gen} to {t_ref} frames (track positions interpolated "
                      f"linearly in time)")
+    return ref_tracks, gen_tracks
 
-    ref_global, gen_global = _global_motion(ref_tracks), _global_motion(gen_tracks)
+
+def _global_motion_epe(ref_global, gen_global, notes) -> Optional[float]:
     both = np.isfinite(ref_global).all(axis=1) & np.isfinite(gen_global).all(axis=1)
     epe = float(np.linalg.norm(ref_global[both] - gen_global[both], axis=1).mean()) if both.any() else None
     if epe is not None and not both.all():
         notes.append(f"global motion EPE over {int(both.sum())} of {len(both)} frame steps (no tracked point "
                      f"in the others)")
+    return epe
 
-    ref_full = ref_tracks[np.isfinite(ref_tracks).all(axis=(1, 2))]
-    gen_full = gen_tracks[np.isfinite(gen_tracks).all(axis=(1, 2))]
+
+def _best_match_scores(ref_full, gen_full, frames, diagonal, still_px, match_radius, weighting, notes):
+    """(generated-to-reference, reference-to-generated, reference best, generated best), or
+    None when nothing can be scored (the reason goes in ``notes``)."""
     missing = [n for n, tr in (("reference", ref_full), ("generated", gen_full)) if len(tr) == 0]
     if missing:
-        notes.append(f"{' and '.join(missing)}: no point could be tracked through all {t_ref} frames "
+        notes.append(f"{' and '.join(missing)}: no point could be tracked through all {frames} frames "
                      f"(flat or featureless frames, a cut, or very fast motion); score set to 0.0")
-        return result(0.0, 0.0, 0.0, ref_full, gen_full, np.zeros(len(ref_full)), np.zeros(len(gen_full)),
-                      ref_global, gen_global, epe)
-
+        return None
     corr = tracklet_correlation(gen_full, ref_full, still_px)  # [M generated, N reference]
-    gen_best, ref_best = best_matches(corr, gen_full[:, 0], ref_full[:, 0], match_radius, float(np.hypot(h, w)))
+    gen_best, ref_best = best_matches(corr, gen_full[:, 0], ref_full[:, 0], match_radius, diagonal)
     alone = int(np.isnan(gen_best).sum() + np.isnan(ref_best).sum())
     if alone == len(gen_best) + len(ref_best):
         notes.append(f"no generated tracklet starts within {match_radius:g} of the frame diagonal of a reference "
                      "tracklet; score set to 0.0 (raise match_radius if the motion moved elsewhere)")
-        return result(0.0, 0.0, 0.0, ref_full, gen_full, np.zeros(len(ref_full)), np.zeros(len(gen_full)),
-                      ref_global, gen_global, epe)
+        return None
     if alone:
         notes.append(f"{alone} tracklets had no partner within {match_radius:g} of the frame diagonal and were "
                      "left out")
     g2r = _weighted_mean(gen_best, gen_full, still_px, weighting)
     r2g = _weighted_mean(ref_best, ref_full, still_px, weighting)
-    return result(0.5 * (g2r + r2g), g2r, r2g, ref_full, gen_full, ref_best, gen_best, ref_global, gen_global, epe)
+    return g2r, r2g, ref_best, gen_best
 
 
 def motion_fidelity(reference, generated, **options) -> float:

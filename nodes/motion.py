@@ -142,126 +142,158 @@ def read_motion_file(path: str, name: str | None = None) -> MotionReference:
     return parse_motion(meta, tensors, name)
 
 
+class _FileCheck:
+    """Checks of one motion file's parts; every failure names the file, the field and the fix."""
+
+    def __init__(self, meta: dict, tensors: dict, name: str):
+        self.meta, self.tensors, self.name = meta, tensors, name
+
+    def fail(self, field_name, problem, fix=_FIX):
+        raise MotionFileError(f"motion file '{self.name}': {field_name} {problem}; {fix}")
+
+    def version(self) -> int:
+        if self.meta.get("format") != FILE_FORMAT:
+            self.fail("format", f"is {self.meta.get('format')!r}: this is not a FastVMT motion",
+                      "pick a file saved by the 'Save Motion' node")
+        try:
+            version = int(self.meta.get("version", ""))
+        except ValueError:
+            version = -1
+        if not 1 <= version <= FILE_VERSION:
+            self.fail("version", f"is format version {self.meta.get('version')!r}; this FastVMT reads versions "
+                      f"1..{FILE_VERSION}", "update the FastVMT node pack or re-extract the motion")
+        return version
+
+    def json_field(self, key, kinds, what):
+        if key not in self.meta:
+            self.fail(key, "is missing")
+        try:
+            value = json.loads(self.meta[key])
+        except ValueError:
+            self.fail(key, "is not valid JSON")
+        if not isinstance(value, kinds):
+            self.fail(key, f"must be {what}, got {type(value).__name__}")
+        return value
+
+    def settings(self) -> FastVMTSettings:
+        settings_d = self.json_field("settings", dict, "a JSON object")
+        missing = [k for k in EXTRACTION_FIELDS if k not in settings_d]
+        extra = sorted(set(settings_d) - set(EXTRACTION_FIELDS))
+        if missing or extra:
+            self.fail("settings", f"must hold exactly {', '.join(EXTRACTION_FIELDS)}"
+                      + (f" (missing {', '.join(missing)})" if missing else "")
+                      + (f" (unknown {', '.join(extra)})" if extra else ""))
+        tile = settings_d["tile"]
+        if not (isinstance(tile, list) and len(tile) == 2 and all(type(t) is int for t in tile)):
+            self.fail("settings.tile", f"must be two integers, got {tile!r}")
+        try:
+            return FastVMTSettings(**settings_d)
+        except (ValueError, TypeError) as exc:
+            self.fail("settings", f"are invalid ({exc})")
+
+    def geometry(self) -> dict:
+        geometry = self.json_field("geometry", dict, "a JSON object")
+        for key, kind in GEOMETRY_FIELDS.items():
+            value = geometry.get(key)
+            if type(value) is not kind or (kind is int and value < 1):
+                self.fail(f"geometry.{key}",
+                          f"must be {'a positive integer' if kind is int else 'a string'}, got {value!r}")
+        return geometry
+
+    def image_meta(self, version: int) -> dict | None:
+        image_meta = self.json_field("image", (dict, type(None)), "a JSON object or null") if version >= 2 else None
+        if image_meta is not None:
+            if set(image_meta) != {"kind", "clip_vision"} or image_meta["kind"] not in IMAGE_KINDS \
+                    or type(image_meta["clip_vision"]) is not bool:
+                self.fail("image", f'must be {{"kind": {" or ".join(map(repr, IMAGE_KINDS))}, '
+                          f'"clip_vision": true|false}}')
+            if image_meta["kind"] == "first_frame" and image_meta["clip_vision"]:
+                self.fail("image", "kind 'first_frame' carries no CLIP-vision tokens")
+        return image_meta
+
+    def tensor_names(self, cond_meta: list | None, image_meta: dict | None) -> None:
+        """Exactly the tensors the metadata announces: none missing, none extra."""
+        expected = {"reference_latent"}
+        for i, entry in enumerate(cond_meta or []):
+            if not isinstance(entry, dict) or type(entry.get("pooled")) is not bool:
+                self.fail(f"conditioning[{i}]", 'must be {"pooled": true|false}')
+            expected.add(f"conditioning.{i}")
+            if entry["pooled"]:
+                expected.add(f"conditioning.{i}.pooled")
+        if image_meta is not None:
+            expected.add("image.mask")
+            if image_meta["kind"] == "concat":
+                expected.add("image.concat_latent")
+            if image_meta["clip_vision"]:
+                expected.add("image.clip_vision")
+        for key in sorted(expected - set(self.tensors)):
+            self.fail(f"tensor '{key}'", "is missing")
+        for key in sorted(set(self.tensors) - expected):
+            self.fail(f"tensor '{key}'", "is not part of the format")
+
+    def tensor(self, key, ndim) -> torch.Tensor:
+        t = self.tensors[key]
+        if t.dtype != torch.float32:
+            self.fail(f"tensor '{key}'", f"must be float32, got {str(t.dtype).replace('torch.', '')}")
+        if t.ndim != ndim or t.numel() == 0:
+            self.fail(f"tensor '{key}'", f"must be a non-empty {ndim}-d tensor, got shape {tuple(t.shape)}")
+        if not bool(torch.isfinite(t).all()):
+            self.fail(f"tensor '{key}'", "contains NaN or infinite values")
+        return t
+
+    def latent(self, geometry: dict) -> torch.Tensor:
+        latent = self.tensor("reference_latent", 5)
+        if latent.shape[0] != 1:
+            self.fail("tensor 'reference_latent'", f"must be one clip [1, C, F, H, W], got shape {tuple(latent.shape)}")
+        if latent.shape[1] != geometry["latent_channels"]:
+            self.fail("tensor 'reference_latent'", f"has {latent.shape[1]} channels but geometry.latent_channels is "
+                      f"{geometry['latent_channels']}")
+        return latent
+
+    def conditioning(self, cond_meta: list | None) -> list | None:
+        if cond_meta is None:
+            return None
+        return [[self.tensor(f"conditioning.{i}", 3),
+                 {"pooled_output": self.tensor(f"conditioning.{i}.pooled", 2)} if entry["pooled"] else {}]
+                for i, entry in enumerate(cond_meta)]
+
+    def image(self, image_meta: dict | None, latent: torch.Tensor) -> ReferenceImage | None:
+        if image_meta is None:
+            return None
+        frames_hw = tuple(latent.shape[2:])
+        mask = self.tensor("image.mask", 5)
+        if tuple(mask.shape) != (1, 1) + frames_hw:
+            self.fail("tensor 'image.mask'", f"must have shape {(1, 1) + frames_hw} (the reference latent's frames "
+                      f"and size), got {tuple(mask.shape)}")
+        if bool(((mask < 0) | (mask > 1)).any()):
+            self.fail("tensor 'image.mask'", "must hold values between 0 and 1")
+        concat = None
+        if image_meta["kind"] == "concat":
+            concat = self.tensor("image.concat_latent", 5)
+            if tuple(concat.shape) != tuple(latent.shape):
+                self.fail("tensor 'image.concat_latent'", f"must have the reference latent's shape "
+                          f"{tuple(latent.shape)}, got {tuple(concat.shape)}")
+        clip = None
+        if image_meta["clip_vision"]:
+            clip = self.tensor("image.clip_vision", 3)
+            if clip.shape[0] != 1:
+                self.fail("tensor 'image.clip_vision'", f"must be one image's tokens [1, tokens, width], got shape "
+                          f"{tuple(clip.shape)}")
+        return ReferenceImage(kind=image_meta["kind"], mask=mask, concat_latent=concat, clip_vision=clip)
+
+
 def parse_motion(meta: dict, tensors: dict, name: str) -> MotionReference:
     """The one check of the motion file format: every metadata key and tensor, for presence,
     type, dtype, shape and finite values. Raises MotionFileError naming ``name`` and the field."""
-    def fail(field_name, problem, fix=_FIX):
-        raise MotionFileError(f"motion file '{name}': {field_name} {problem}; {fix}")
-
-    if meta.get("format") != FILE_FORMAT:
-        fail("format", f"is {meta.get('format')!r}: this is not a FastVMT motion",
-             "pick a file saved by the 'Save Motion' node")
-    try:
-        version = int(meta.get("version", ""))
-    except ValueError:
-        version = -1
-    if not 1 <= version <= FILE_VERSION:
-        fail("version", f"is format version {meta.get('version')!r}; this FastVMT reads versions 1..{FILE_VERSION}",
-             "update the FastVMT node pack or re-extract the motion")
-
-    def json_field(key, kinds, what):
-        if key not in meta:
-            fail(key, "is missing")
-        try:
-            value = json.loads(meta[key])
-        except ValueError:
-            fail(key, "is not valid JSON")
-        if not isinstance(value, kinds):
-            fail(key, f"must be {what}, got {type(value).__name__}")
-        return value
-
-    settings_d = json_field("settings", dict, "a JSON object")
-    missing = [k for k in EXTRACTION_FIELDS if k not in settings_d]
-    extra = sorted(set(settings_d) - set(EXTRACTION_FIELDS))
-    if missing or extra:
-        fail("settings", f"must hold exactly {', '.join(EXTRACTION_FIELDS)}"
-             + (f" (missing {', '.join(missing)})" if missing else "") + (f" (unknown {', '.join(extra)})" if extra else ""))
-    tile = settings_d["tile"]
-    if not (isinstance(tile, list) and len(tile) == 2 and all(type(t) is int for t in tile)):
-        fail("settings.tile", f"must be two integers, got {tile!r}")
-    try:
-        settings = FastVMTSettings(**settings_d)
-    except (ValueError, TypeError) as exc:
-        fail("settings", f"are invalid ({exc})")
-
-    geometry = json_field("geometry", dict, "a JSON object")
-    for key, kind in GEOMETRY_FIELDS.items():
-        value = geometry.get(key)
-        if type(value) is not kind or (kind is int and value < 1):
-            fail(f"geometry.{key}", f"must be {'a positive integer' if kind is int else 'a string'}, got {value!r}")
-
-    cond_meta = json_field("conditioning", (list, type(None)), "a JSON list or null")
+    check = _FileCheck(meta, tensors, name)
+    version = check.version()
+    settings = check.settings()
+    geometry = check.geometry()
+    cond_meta = check.json_field("conditioning", (list, type(None)), "a JSON list or null")
     if "source" not in meta:
-        fail("source", "is missing")
-    image_meta = json_field("image", (dict, type(None)), "a JSON object or null") if version >= 2 else None
-    if image_meta is not None:
-        if set(image_meta) != {"kind", "clip_vision"} or image_meta["kind"] not in IMAGE_KINDS \
-                or type(image_meta["clip_vision"]) is not bool:
-            fail("image", f'must be {{"kind": {" or ".join(map(repr, IMAGE_KINDS))}, "clip_vision": true|false}}')
-        if image_meta["kind"] == "first_frame" and image_meta["clip_vision"]:
-            fail("image", "kind 'first_frame' carries no CLIP-vision tokens")
-
-    expected = {"reference_latent"}
-    for i, entry in enumerate(cond_meta or []):
-        if not isinstance(entry, dict) or type(entry.get("pooled")) is not bool:
-            fail(f"conditioning[{i}]", 'must be {"pooled": true|false}')
-        expected.add(f"conditioning.{i}")
-        if entry["pooled"]:
-            expected.add(f"conditioning.{i}.pooled")
-    if image_meta is not None:
-        expected.add("image.mask")
-        if image_meta["kind"] == "concat":
-            expected.add("image.concat_latent")
-        if image_meta["clip_vision"]:
-            expected.add("image.clip_vision")
-    for key in sorted(expected - set(tensors)):
-        fail(f"tensor '{key}'", "is missing")
-    for key in sorted(set(tensors) - expected):
-        fail(f"tensor '{key}'", "is not part of the format")
-
-    def check_tensor(key, ndim):
-        t = tensors[key]
-        if t.dtype != torch.float32:
-            fail(f"tensor '{key}'", f"must be float32, got {str(t.dtype).replace('torch.', '')}")
-        if t.ndim != ndim or t.numel() == 0:
-            fail(f"tensor '{key}'", f"must be a non-empty {ndim}-d tensor, got shape {tuple(t.shape)}")
-        if not bool(torch.isfinite(t).all()):
-            fail(f"tensor '{key}'", "contains NaN or infinite values")
-        return t
-
-    latent = check_tensor("reference_latent", 5)
-    if latent.shape[0] != 1:
-        fail("tensor 'reference_latent'", f"must be one clip [1, C, F, H, W], got shape {tuple(latent.shape)}")
-    if latent.shape[1] != geometry["latent_channels"]:
-        fail("tensor 'reference_latent'", f"has {latent.shape[1]} channels but geometry.latent_channels is "
-             f"{geometry['latent_channels']}")
-    conditioning = None
-    if cond_meta is not None:
-        conditioning = []
-        for i, entry in enumerate(cond_meta):
-            extra_d = {"pooled_output": check_tensor(f"conditioning.{i}.pooled", 2)} if entry["pooled"] else {}
-            conditioning.append([check_tensor(f"conditioning.{i}", 3), extra_d])
-    image = None
-    if image_meta is not None:
-        frames_hw = tuple(latent.shape[2:])
-        mask = check_tensor("image.mask", 5)
-        if tuple(mask.shape) != (1, 1) + frames_hw:
-            fail("tensor 'image.mask'", f"must have shape {(1, 1) + frames_hw} (the reference latent's frames and "
-                 f"size), got {tuple(mask.shape)}")
-        if bool(((mask < 0) | (mask > 1)).any()):
-            fail("tensor 'image.mask'", "must hold values between 0 and 1")
-        concat = None
-        if image_meta["kind"] == "concat":
-            concat = check_tensor("image.concat_latent", 5)
-            if tuple(concat.shape) != tuple(latent.shape):
-                fail("tensor 'image.concat_latent'", f"must have the reference latent's shape {tuple(latent.shape)}, "
-                     f"got {tuple(concat.shape)}")
-        clip = None
-        if image_meta["clip_vision"]:
-            clip = check_tensor("image.clip_vision", 3)
-            if clip.shape[0] != 1:
-                fail("tensor 'image.clip_vision'", f"must be one image's tokens [1, tokens, width], got shape "
-                     f"{tuple(clip.shape)}")
-        image = ReferenceImage(kind=image_meta["kind"], mask=mask, concat_latent=concat, clip_vision=clip)
-    return MotionReference(latent=latent, settings=settings, conditioning=conditioning, geometry=geometry,
-                           source=meta["source"], image=image)
+        check.fail("source", "is missing")
+    image_meta = check.image_meta(version)
+    check.tensor_names(cond_meta, image_meta)
+    latent = check.latent(geometry)
+    return MotionReference(latent=latent, settings=settings, conditioning=check.conditioning(cond_meta),
+                           geometry=geometry, source=meta["source"], image=check.image(image_meta, latent))
