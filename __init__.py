@@ -10,8 +10,19 @@ panel reads web/docs/<node id>.md.
 """
 
 import logging
+import os
+import sys
 
 WEB_DIRECTORY = "./web"
+
+# ComfyUI imports this folder by file path, under a module name made from that path. The
+# method (fastvmt_core/) has one name everywhere: the top-level ``fastvmt_core``, for the
+# nodes as for the tests and benchmarks (which run from this folder), so it never loads
+# twice. This is the one place that puts the folder on sys.path; appended, so it shadows
+# nothing of ComfyUI's (its ``nodes`` stays ComfyUI's; ours is reached as ``.nodes``).
+_ROOT = os.path.dirname(os.path.realpath(__file__))
+if not any(os.path.realpath(p or os.curdir) == _ROOT for p in sys.path):
+    sys.path.append(_ROOT)
 
 try:
     from .nodes import comfy_entrypoint  # noqa: F401

@@ -24,13 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from bench import shapes  # noqa: E402
+from bench import shapes
 
 PANEL = 128  # pixels per panel side in the GIF
 

@@ -23,14 +23,10 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from bench.amf import machine_line, write_json  # noqa: E402
-from fastvmt_core.fidelity import PAPER_FORM, motion_fidelity  # noqa: E402
+from bench.amf import machine_line, write_json
+from fastvmt_core.fidelity import PAPER_FORM, motion_fidelity
 
 ORDER = ("identical", "slowed", "still", "reversed")
 FORMS = {"default": {}, "paper": PAPER_FORM}  # the node's default; the paper's form (README "Differences")

@@ -40,14 +40,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import torch
 
-import torch  # noqa: E402
-
-from bench import quality, shapes  # noqa: E402
-from bench.amf import machine_line, write_json  # noqa: E402
+from bench import quality, shapes
+from bench.amf import machine_line, write_json
 
 ROWS = {  # name -> Step-Skip Settings overrides (as bench.quality.CONFIGS)
     "no transfer": {"mode": "No_transfer"},

@@ -21,15 +21,10 @@ import argparse
 import os
 import sys
 import tempfile
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from fastvmt_core import FastVMTSettings, WAN_MODELS, gradient_pass_memory, published_geometry  # noqa: E402
-from bench.amf import PeakMemory, machine_line, write_json  # noqa: E402
-from bench.sampling import graph as sampling_graph  # noqa: E402
+from fastvmt_core import FastVMTSettings, WAN_MODELS, gradient_pass_memory, published_geometry
+from bench.amf import PeakMemory, machine_line, write_json
+from bench.sampling import graph as sampling_graph
 
 # dim, ffn_dim, blocks, motion_block, latent (frames, height, width): 1536-2560 tokens
 # (CPU attention time grows with the square of the tokens; the test suite runs these).

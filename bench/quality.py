@@ -42,18 +42,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from bench import shapes
+from bench.sampling import settings_inputs
+from bench.amf import machine_line, write_json
+from bench.motion_estimate import block_motion, displacement_agreement
+from fastvmt_core.fidelity import PAPER_FORM, motion_fidelity_report
+
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from bench import shapes  # noqa: E402
-from bench.sampling import settings_inputs  # noqa: E402
-from bench.amf import machine_line, write_json  # noqa: E402
-from bench.motion_estimate import block_motion, displacement_agreement  # noqa: E402
-from fastvmt_core.fidelity import PAPER_FORM, motion_fidelity_report  # noqa: E402
 
 SHAPES_MODEL = REPO / "bench" / "models" / "tiny_wan_shapes.safetensors"
 

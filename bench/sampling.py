@@ -9,7 +9,7 @@ KSampler for "plain", FastVMT Guidance Sampler + Step-Skip Settings for the rest
 Same seed, same inputs, one process. Prints three tables (configurations; guidance
 time against latent frames; the reviewers' sweep) and writes them as JSON.
 
-Conditioning comes from the test-only stand-in node (comfy_host_nodes/), because no
+Conditioning comes from the test-only stand-in node (comfy_host/stand_in_nodes/), because no
 UMT5-XXL text encoder can exist here. cfg 6 makes each plain step two DiT passes,
 as in real Wan sampling. Absolute seconds on a CPU mean little; the ratios are the
 result. Memory: the process is re-started with MALLOC_MMAP_THRESHOLD_=65536 so large
@@ -27,14 +27,9 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from fastvmt_core import FastVMTSettings  # noqa: E402
-from bench.amf import PeakMemory, machine_line, write_json  # noqa: E402
+from fastvmt_core import FastVMTSettings
+from bench.amf import PeakMemory, machine_line, write_json
 
 CONFIGS = [  # name, Step-Skip Settings overrides (None: stock KSampler), what it is
     ("plain", None, "stock KSampler, no guidance"),

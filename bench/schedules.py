@@ -21,20 +21,15 @@ import argparse
 import statistics
 import sys
 import tempfile
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import torch
 
-import torch  # noqa: E402
+import comfy_host
 
-import comfy_host  # noqa: E402
-
-from bench import quality, shapes  # noqa: E402
-from bench.sampling import graph as sampling_graph  # noqa: E402
-from fastvmt_core import FastVMTSettings  # noqa: E402
-from bench.amf import machine_line, write_json  # noqa: E402
+from bench import quality, shapes
+from bench.sampling import graph as sampling_graph
+from fastvmt_core import FastVMTSettings
+from bench.amf import machine_line, write_json
 
 TABLES = ("samplers", "reference")
 SIGMAS = (0.3, 0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 1.0)

@@ -124,6 +124,6 @@ def class_context(cls: int | str, tokens: int = PROMPT_TOKENS) -> torch.Tensor:
     """The fixed random 4096-d "prompt" of a class: exactly what the test-only node
     ``FastVMTTestConditioning(seed=0, tokens=8, text=<class name>)`` outputs, so a graph
     can ask for a class with that node. ``[1, tokens, 4096]``."""
-    from comfy_host_nodes import FastVMTTestConditioning
+    from comfy_host.stand_in_nodes import FastVMTTestConditioning
     name = CLASSES[cls] if isinstance(cls, int) else cls
     return FastVMTTestConditioning().encode(0, tokens, name)[0][0][0].cpu()

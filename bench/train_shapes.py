@@ -27,13 +27,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+
+from bench import shapes
+
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-import torch  # noqa: E402
-
-from bench import shapes  # noqa: E402
 
 DEFAULT_OUT = REPO / "bench" / "models" / "tiny_wan_shapes.safetensors"
 

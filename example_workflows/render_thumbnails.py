@@ -103,7 +103,8 @@ def write_inputs(input_dir: Path, aspect: str = "landscape") -> None:
 def comfyui_server(base: Path):
     """ComfyUI's main.py (CPU) with ``base`` as its base directory and this pack in its
     custom_nodes; yields the address (host:port)."""
-    sys.path.insert(0, str(REPO))
+    if str(REPO) not in sys.path:  # run as a script, sys.path[0] is example_workflows/
+        sys.path.insert(0, str(REPO))
     import comfy_host
     (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
     link = base / "custom_nodes" / comfy_host.PACK_DIR_NAME

@@ -15,7 +15,7 @@ import comfy.utils
 import folder_paths
 import nodes as comfy_nodes
 
-from ..fastvmt_core import KEEP_ACTIVATIONS_MODES, MODES, REFERENCE_NOISE_MODES, FastVMTSettings
+from fastvmt_core import KEEP_ACTIVATIONS_MODES, MODES, REFERENCE_NOISE_MODES, FastVMTSettings
 from .fidelity_node import MotionFidelity
 from .motion import MotionReference, ReferenceImage, read_motion_file, write_motion_file
 from .wan_guidance import (apply_fastvmt, check_block_index, check_masked_latent, check_motion_matches,

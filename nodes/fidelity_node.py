@@ -16,8 +16,8 @@ import comfy.model_management
 import comfy.utils
 import folder_paths
 
-from ..fastvmt_core.cotracker import CoTrackerPointTracker, load_cotracker
-from ..fastvmt_core.fidelity import MATCH_RADIUS, draw_tracks, motion_fidelity_report, resample_frames
+from fastvmt_core.cotracker import CoTrackerPointTracker, load_cotracker
+from fastvmt_core.fidelity import MATCH_RADIUS, draw_tracks, motion_fidelity_report, resample_frames
 
 log = logging.getLogger("FastVMT")
 

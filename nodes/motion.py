@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save
 
-from ..fastvmt_core import EXTRACTION_FIELDS, FastVMTSettings, frame_pairs
+from fastvmt_core import EXTRACTION_FIELDS, FastVMTSettings, frame_pairs
 
 
 FILE_FORMAT = "fastvmt-motion"

@@ -56,9 +56,9 @@ from comfy.k_diffusion import sampling as k_sampling
 from comfy_api.torch_helpers.torch_compile import COMPILE_KEY
 from comfy.ldm.flux.math import apply_rope1
 
-from ..fastvmt_core import (EXTRACTION_FIELDS, FastVMTSettings, PassGeometry, global_amf, gradient_pass_memory,
-                            guided_end_percent, guided_prefix, optimize_latent, reference_sigma, sliding_window_amf,
-                            total_loss)
+from fastvmt_core import (EXTRACTION_FIELDS, FastVMTSettings, PassGeometry, global_amf, gradient_pass_memory,
+                          guided_end_percent, guided_prefix, optimize_latent, reference_sigma, sliding_window_amf,
+                          total_loss)
 from .motion import MotionReference
 
 log = logging.getLogger("FastVMT")

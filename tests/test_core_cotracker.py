@@ -54,7 +54,7 @@ def test_same_tracks_as_the_released_cotracker3_on_the_same_random_weights(weigh
         if os.environ.get("FASTVMT_REQUIRE_COTRACKER_SOURCE") == "1":
             pytest.fail(msg)
         pytest.skip(msg)
-    sys.path.insert(0, str(src))
+    sys.path.insert(0, str(src))  # the released CoTracker is a source checkout, not an installed package
     rng_state = torch.get_rng_state()
     try:
         from cotracker.predictor import CoTrackerPredictor  # seeds torch's RNG on import

@@ -1,8 +1,11 @@
 """Proves the in-process ComfyUI harness: stock nodes, real validator and
 executor, tiny random Wan models loaded by ComfyUI's own loaders."""
+import sys
+
 import pytest
 import torch
 
+import comfy_host
 from comfy_host import GraphValidationError
 
 
@@ -167,3 +170,18 @@ def test_fastvmt_pack_loads_as_custom_node(comfy):
     names = comfy.require_pack()
     assert names, "the pack registered no nodes"
     assert all(n not in comfy.builtin_node_names for n in names)
+
+
+def test_the_method_is_loaded_under_one_name(comfy):
+    """The pack's nodes use the same fastvmt_core as the tests and benchmarks (the top-level
+    name); no second copy exists under the package name ComfyUI gives the pack, so a setting
+    made by one is the type the other checks."""
+    import fastvmt_core.settings
+    comfy.require_pack()
+    copies = sorted(m for m in sys.modules if m.endswith(".fastvmt_core") or ".fastvmt_core." in m)
+    assert not copies, f"fastvmt_core loaded a second time as {copies}"
+    prefix = str(comfy_host.REPO_ROOT).replace(".", "_x_") + "."
+    pack_modules = [m for name, m in list(sys.modules.items()) if name.startswith(prefix)]
+    assert any(hasattr(m, "FastVMTSettings") for m in pack_modules), "no pack module uses FastVMTSettings"
+    used = {m.FastVMTSettings for m in pack_modules if hasattr(m, "FastVMTSettings")}
+    assert used == {fastvmt_core.settings.FastVMTSettings}

@@ -316,8 +316,7 @@ def test_save_then_load_round_trips(run_graph, comfy, tiny_wan, fastvmt_pack, se
 # ---- no run leaves state behind ---------------------------------------------------------
 
 PLAIN_SCRIPT = """
-import sys, tempfile, torch
-sys.path.insert(0, {repo!r})
+import tempfile, torch
 import comfy_host
 from tests.test_motion_files_host import plain_graph
 host = comfy_host.bootstrap(tempfile.mkdtemp())
@@ -343,7 +342,7 @@ def fresh_plain(tmp_path_factory):
     """The plain run in a fresh ComfyUI process."""
     out = tmp_path_factory.mktemp("fresh") / "plain.pt"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    subprocess.run([sys.executable, "-c", PLAIN_SCRIPT.format(repo=str(REPO), out=str(out))], check=True,
+    subprocess.run([sys.executable, "-c", PLAIN_SCRIPT.format(out=str(out))], check=True,
                    cwd=str(REPO), env=env, capture_output=True, timeout=600)
     return torch.load(out)
 

@@ -86,14 +86,14 @@ def test_install_block_as_written(tmp_path, comfy):
     r = subprocess.run([sys.executable, "-m", *pip.split()], cwd=work, capture_output=True, text=True)
     assert r.returncode == 0, f"{pip} failed:\n{r.stdout}\n{r.stderr}"
     pack = work / dest
+    # run in the clone (its folder is sys.path[0]): its own fastvmt_core and test host are used
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]);"
-        "import comfy_host;"
+        "import sys, comfy_host;"
         "host = comfy_host.bootstrap(load_pack=False);"
-        "ok, names, msg = host._load_custom_node(__import__('pathlib').Path(sys.argv[2]), 'clone');"
+        "ok, names, msg = host._load_custom_node(__import__('pathlib').Path(sys.argv[1]), 'clone');"
         "print('LOADED' if ok else 'FAILED', ' '.join(names)); print(msg)"
     )
-    r = subprocess.run([sys.executable, "-c", code, str(REPO), str(pack)], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-c", code, str(pack)], cwd=pack, capture_output=True, text=True,
                        timeout=300)
     assert "LOADED" in r.stdout, f"the cloned pack did not load in ComfyUI:\n{r.stdout}\n{r.stderr[-3000:]}"
     for node in ("FastVMTExtractMotion", "FastVMTGuidanceSampler", "FastVMTStepSkipSettings"):

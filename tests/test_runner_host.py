@@ -3,7 +3,7 @@
 The server runs with ``--base-directory <tmp>``: in ComfyUI 0.3.64 that directory alone
 holds models/, input/, output/, user/ *and* custom_nodes/ (folder_paths.py), so the
 checkout's own custom_nodes are not loaded. The pack (this repository) and the test node
-pack (comfy_host_nodes/) are symlinked into ``<tmp>/custom_nodes/``.
+pack (comfy_host/stand_in_nodes/) are symlinked into ``<tmp>/custom_nodes/``.
 
 Model files are tiny random-weight stand-ins saved under the exact names the shipped
 workflows use: a 16-block dim-256 Wan 2.1 T2V as ``wan2.1_t2v_1.3B_fp16.safetensors``

@@ -1,6 +1,6 @@
 """Test-only ComfyUI nodes for the FastVMT test harness (V1 node API).
 
-Loaded by ``comfy_host.py`` with ComfyUI's ``nodes.load_custom_node``.
+Loaded by ``comfy_host.bootstrap`` with ComfyUI's ``nodes.load_custom_node``.
 All names start with ``FastVMTTest`` so they cannot clash with real nodes.
 
 * FastVMTTestConditioning - stand-in for a UMT5-XXL text encoder: seeded
