@@ -18,7 +18,7 @@ Usage, from the repository root (standard library only, no ComfyUI needed)::
 Node inputs, widget order, widget defaults, output names and display names come from
 ``schemas/node_schemas.json``: the part of ComfyUI's ``/object_info`` the workflows use,
 written by ``--update-schemas`` from a real ComfyUI with the pack loaded (in-process through
-comfy_host.py, or ``--server HOST:PORT`` for a running server). Every widget of every node
+the comfy_host package, or ``--server HOST:PORT`` for a running server). Every widget of every node
 gets a value in ``widgets_values`` (the one set here, else the schema's default), in the
 schema's order, so the frontend never has to fill in missing ones. ``--live`` and
 tests/test_workflows.py compare the snapshot with the live ``/object_info``: a node that
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
     ap.add_argument("--update-schemas", action="store_true",
                     help="rewrite schemas/node_schemas.json from a real ComfyUI with the pack, then build")
     ap.add_argument("--server", help="host:port of a running ComfyUI for --live / --update-schemas "
-                                     "(default: boot ComfyUI in this process through comfy_host.py)")
+                                     "(default: boot ComfyUI in this process through the comfy_host package)")
     args = ap.parse_args(argv)
     if args.update_schemas and update_snapshot(args.server):
         print(f"wrote {SCHEMA_FILE.relative_to(SCHEMA_FILE.parents[1]).as_posix()}")

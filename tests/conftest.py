@@ -1,4 +1,4 @@
-"""pytest fixtures for running graphs inside real ComfyUI (see comfy_host.py).
+"""pytest fixtures for running graphs inside real ComfyUI (see the comfy_host package).
 
 Fixtures (session scope):
     comfy        -> ComfyHost: ComfyUI booted in-process (skips if ComfyUI is
