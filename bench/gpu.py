@@ -21,7 +21,7 @@ models written by the host's tiny-model factory at the real Wan 2.1 layouts,
 A part (or table row, or card) that does not fit in what is left of ``--budget-s`` is
 skipped with a line saying so. The JSON and the log are rewritten after every
 measurement. ``--toy`` shrinks the models and the latent so the whole command runs in
-about a minute on a CPU (the test suite runs it; with a GPU it rehearses the GPU
+one to two minutes on a 2-core CPU (the test suite runs it; with a GPU it rehearses the GPU
 path). Without ``--toy`` it needs a CUDA device. On a GPU machine without ComfyUI,
 stage what it needs with ``bench/gpu_stage.sh`` (see README "On a GPU").
 """
@@ -227,7 +227,7 @@ def parse_args(argv):
     p.add_argument("--json", help="write the results here (rewritten after every measurement)")
     p.add_argument("--log", help="write the log here too (default: beside --json, .log)")
     p.add_argument("--parts", default=",".join(PARTS), help="comma list of: " + ", ".join(PARTS))
-    p.add_argument("--toy", action="store_true", help="toy sizes: about a minute on a CPU")
+    p.add_argument("--toy", action="store_true", help="toy sizes (1-2 min on 2 CPU cores; on the GPU if any)")
     p.add_argument("--work", help="scratch folder for model files (default: a temporary one, removed at the end)")
     hidden = argparse.SUPPRESS  # the card and writer subprocesses of this command
     p.add_argument("--card-name", help=hidden)
