@@ -300,7 +300,7 @@ def _run_part(ctx: Context, part: str, cards) -> bool:
         if not budget.allows(f"part {part}", need, rec):
             rec.put(part, {"skipped": budget.skip_reason(need)})
             return False
-    rec.log(f"== {part} ({budget.left():.0f}s left)")
+    rec.log(f"== {part} ({max(budget.left(), 0):.0f}s left)")
     try:
         result = part_cards(ctx, cards) if part == "cards" else PART_FUNCS[part](ctx)
     except Exception as e:  # noqa: BLE001  (the other parts still run; the JSON says what failed)

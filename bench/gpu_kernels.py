@@ -72,6 +72,8 @@ def _time(fn, q0, k0, dtype, device, repeats: int):
 
 def run(toy: bool, cuda: bool, rec) -> dict:
     device = torch.device("cuda" if cuda else "cpu")
+    if toy and not cuda:
+        torch.set_num_threads(1)  # toy tensors: thread spin-waits on a shared CPU would cost 100x
     repeats = 2 if toy else 5
     methods = [("sliding_window_amf", _sliding, torch.float32), ("global_amf_same_span", _global, torch.float32),
                ("sdpa_same_span_float32", sdpa_same_span, torch.float32)]
