@@ -34,6 +34,9 @@ COVERED_BY = {
     "python -m bench.i2v": "tests/test_i2v_bench_host.py::test_i2v_command_runs",
     "python -m bench.fidelity_ranking": "tests/test_fidelity_host.py::test_ranking_command_on_clips_with_known_motion",
     "python -m bench.demo": "tests/test_quality_host.py::test_demo_command_writes_the_clips_and_transfers_the_motion",
+    "python -m bench.gpu": "tests/test_bench_gpu.py::test_toy_run_measures_every_part",
+    "bench/gpu_stage.sh": "tests/test_bench_gpu.py::test_the_staged_folder_holds_comfyui_without_its_tests_and_a_frontend_stand_in",
+    "bash bench/gpu_run.sh": "tests/test_bench_gpu.py::test_toy_run_measures_every_part",
 }
 
 
