@@ -5,12 +5,16 @@ release that moves one of these names breaks here, and tests/test_comfy_compat_h
 says which. Module attributes are looked up at call time (tests and other packs patch
 them, e.g. ``model_management.get_free_memory``).
 
-Read directly off ComfyUI objects, as ComfyUI's own nodes do: ``guider.inner_model``,
-``.conds``, ``.original_conds``, ``.model_patcher``; the base model's ``diffusion_model``,
-``model_sampling``, ``latent_format``, ``process_latent_in``, ``scale_latent_inpaint``,
-``manual_cast_dtype``, ``get_dtype()``; the patcher's ``clone``, ``load_device``,
-``offload_device``, ``partially_unload``, ``loaded_size``; the Wan DiT's ``blocks``,
-``dim``, ``num_heads``, ``patch_size``, ``img_emb``, ``ref_conv``, ``patch_embedding``.
+Used directly, as ComfyUI's own nodes use them: a wrapper's ``executor(...)`` and
+``executor.class_obj``; KSAMPLER.sample's ``extra_args["model_options"]`` and ``["seed"]``;
+the k-diffusion sampler-function call ``fn(model, x, sigmas, extra_args=, callback=,
+disable=, **options)`` and its callback dict's ``"i"``; ``guider.inner_model``, ``.conds``,
+``.original_conds``, ``.model_patcher``; the base model's ``diffusion_model``,
+``model_sampling`` (``noise_scaling``, ``percent_to_sigma``, ``sigma_min``),
+``latent_format``, ``process_latent_in``, ``scale_latent_inpaint``, ``manual_cast_dtype``,
+``get_dtype()``; the patcher's ``clone``, ``load_device``, ``offload_device``,
+``partially_unload``, ``loaded_size``; the Wan DiT's ``blocks``, ``dim``, ``num_heads``,
+``patch_size``, ``img_emb``, ``ref_conv``, ``patch_embedding`` and a block's ``ffn``.
 """
 
 from __future__ import annotations
@@ -169,7 +173,16 @@ CONCAT_LATENT = "concat_latent_image"       # WanImageToVideo's start-image late
 CONCAT_MASK = "concat_mask"                 # ... and its mask
 CLIP_VISION_OUTPUT = "clip_vision_output"   # CLIP-vision output that becomes clip_fea
 CONTROL = "control"                         # ControlNet hints in a cond entry
-DENOISE_MASK_FUNCTION = "denoise_mask_function"  # model_options hook KSamplerX0Inpaint applies to the mask
+
+
+def denoise_mask_function(model_options: dict, guider, sigmas):
+    """``model_options["denoise_mask_function"]`` as KSamplerX0Inpaint applies it to the
+    denoise mask at each sigma, as ``fn(sigma, mask)``; None when no node set one."""
+    fn = model_options.get("denoise_mask_function")
+    if fn is None:
+        return None
+    extra = {"model": guider, "sigmas": sigmas}
+    return lambda sigma, mask: fn(sigma, mask, extra_options=extra)
 
 
 def has_clip_tokens(cond: dict) -> bool:

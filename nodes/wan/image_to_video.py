@@ -15,8 +15,8 @@ import torch
 
 from ..motion import MotionReference
 from .checks import check_masked_latent, check_start_image
-from .comfy_compat import (CLIP_VISION_OUTPUT, CONCAT_LATENT, CONCAT_MASK, CONTROL, DENOISE_MASK_FUNCTION,
-                           clip_vision_output, convert_cond, has_clip_tokens, prepare_mask, process_conds)
+from .comfy_compat import (CLIP_VISION_OUTPUT, CONCAT_LATENT, CONCAT_MASK, CONTROL, clip_vision_output, convert_cond,
+                           denoise_mask_function, has_clip_tokens, prepare_mask, process_conds)
 from .geometry import WanGeometry
 
 _REFERENCE = "fastvmt_reference"  # our name for the reference's conds in process_conds
@@ -32,13 +32,12 @@ class HeldEntries:
     mask: torch.Tensor                 # [B, C, F, H, W], prepared to the latent's shape
     noise: torch.Tensor
     latent: torch.Tensor               # model space
-    mask_function: object = None       # model_options["denoise_mask_function"], applied as the sampler does
-    mask_extra: dict | None = None
+    mask_function: object = None       # fn(sigma, mask): a node's denoise mask function, as the sampler applies it
 
     def mask_at(self, sigma) -> torch.Tensor:
         if self.mask_function is None:
             return self.mask
-        return self.mask_function(sigma, self.mask, extra_options=self.mask_extra or {})
+        return self.mask_function(sigma, self.mask)
 
     def model_input(self, base_model, x, sigma, mask) -> torch.Tensor:
         sigma_b = torch.as_tensor(sigma, dtype=torch.float32).reshape(-1)[:1].to(x.device).expand(x.shape[0])
@@ -51,8 +50,7 @@ def generation_held(guider, sigmas, noise, latent_image, denoise_mask, model_opt
     if denoise_mask is None:
         return None
     return HeldEntries(mask=denoise_mask, noise=noise, latent=latent_image,
-                       mask_function=model_options.get(DENOISE_MASK_FUNCTION),
-                       mask_extra={"model": guider, "sigmas": sigmas})
+                       mask_function=denoise_mask_function(model_options, guider, sigmas))
 
 
 def reference_conditioning(guider, motion: MotionReference, geometry: WanGeometry, noise, ref_latent, ref_noise,
