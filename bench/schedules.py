@@ -46,12 +46,12 @@ def sampler_graph(model: str, sampler: str, steps: int, guided: bool) -> dict:
 
 
 def sampler_family(name: str) -> str:
-    wg = comfy_host.pack_module("nodes.wan_guidance")
+    sampler = comfy_host.pack_module("nodes.wan.sampler")
     import comfy.samplers
     fn = comfy.samplers.sampler_object(name).sampler_function
-    if wg.single_step_function(fn) is not fn:
+    if sampler.single_step_function(fn) is not fn:
         return "Euler on guided steps"
-    if wg.shared_noise_sampler(fn, torch.zeros(1), torch.tensor([1.0, 0.5, 0.0]), 0) is not None:
+    if sampler.shared_noise_sampler(fn, torch.zeros(1), torch.tensor([1.0, 0.5, 0.0]), 0) is not None:
         return "one noise stream"
     return "deterministic"
 
@@ -96,7 +96,8 @@ def _conds(base_model, context: torch.Tensor, latent: torch.Tensor):
 def flow_agreement(patcher, latent: torch.Tensor, context: torch.Tensor, settings: FastVMTSettings,
                    sigmas=SIGMAS, noise_seeds=(0, 1)) -> dict:
     """Cosine between the flow of the re-noised reference and the flow of the clean one."""
-    wg = comfy_host.pack_module("nodes.wan_guidance")
+    qk = comfy_host.pack_module("nodes.wan.qk_capture")
+    reference = comfy_host.pack_module("nodes.wan.reference")
     base = patcher.model
     ms = base.model_sampling
     x0 = base.process_latent_in(latent.float())
@@ -105,8 +106,8 @@ def flow_agreement(patcher, latent: torch.Tensor, context: torch.Tensor, setting
 
     def flow(x, sigma):
         s = torch.tensor([float(sigma)])
-        q, k = wg.capture_qk(base, conds, x, s, opts, settings.motion_block, wg.PassCounter())
-        return wg._flow(settings, q[0], k[0]).displacement.flatten()
+        q, k = qk.capture_qk(qk.QKPass(base, conds, opts, settings.motion_block), x, s, qk.PassCounter())
+        return reference.motion_flow(settings, q[0], k[0]).displacement.flatten()
 
     def noised(sigma, seed):
         noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))

@@ -262,7 +262,7 @@ class ComfyHost:
 
 
 def pack_module(name: str):
-    """A module of the FastVMT pack as ComfyUI loaded it (``name`` like "nodes.wan_guidance"):
+    """A module of the FastVMT pack as ComfyUI loaded it (``name`` like "nodes.wan.apply"):
     custom nodes are imported under their folder's path, not under a package name."""
     return sys.modules[str(REPO_ROOT).replace(".", "_x_") + "." + name]
 

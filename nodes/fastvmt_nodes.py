@@ -1,5 +1,5 @@
 """The FastVMT nodes: thin adapters that validate inputs, call the core through
-``wan_guidance`` and report what they did."""
+``nodes/wan`` and report what they did."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ import nodes as comfy_nodes
 from fastvmt_core import KEEP_ACTIVATIONS_MODES, MODES, REFERENCE_NOISE_MODES, FastVMTSettings
 from .fidelity_node import MotionFidelity
 from .motion import MotionReference, ReferenceImage, read_motion_file, write_motion_file
-from .wan_guidance import (apply_fastvmt, check_block_index, check_masked_latent, check_motion_matches,
-                           check_start_image, wan_geometry)
+from .wan.apply import apply_fastvmt
+from .wan.checks import check_block_index, check_masked_latent, check_motion_matches, check_start_image
+from .wan.geometry import wan_geometry
 
 log = logging.getLogger("FastVMT")
 

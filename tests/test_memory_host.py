@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from tests.test_formats_host import GUIDED, lora_graph, write_lora_and_merged
-from tests.test_nodes_host import base_graph, report, samples
+from tests.test_nodes_host import BLOCK, base_graph, report, samples
 
 REPO = Path(__file__).resolve().parent.parent
 SMALL_DEVICE = 64 * 2**20
@@ -43,8 +43,9 @@ def test_keeping_activations_gives_the_same_guided_result(run_graph, tiny_wan, k
     a = run_graph(base_graph(tiny_wan, settings={**GUIDED, "keep_activations": keep})).raise_for_error()
     b = run_graph(base_graph(tiny_wan, settings={**GUIDED, "keep_activations": "never" if keep == "always"
                                                  else "always"})).raise_for_error()
-    assert report(a)["memory"]["keep_activations"] == (keep == "always")
-    assert report(b)["memory"]["keep_activations"] == (keep != "always")
+    # Kept: every block before the motion block (the early exit's gradient blocks).
+    assert report(a)["memory"]["kept_blocks"] == (BLOCK if keep == "always" else 0)
+    assert report(b)["memory"]["kept_blocks"] == (0 if keep == "always" else BLOCK)
     torch.testing.assert_close(report(a)["steps"][0]["losses"], report(b)["steps"][0]["losses"], rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(samples(a), samples(b), rtol=1e-5, atol=1e-6)
 
@@ -52,7 +53,7 @@ def test_keeping_activations_gives_the_same_guided_result(run_graph, tiny_wan, k
 def test_auto_keeps_activations_when_the_estimate_fits(run_graph, tiny_wan):
     r = run_graph(base_graph(tiny_wan, settings=GUIDED)).raise_for_error()
     mem = report(r)["memory"]
-    assert mem["keep_activations"] and mem["estimate"] < mem["free_before"] and mem["offloaded"] == 0
+    assert mem["kept_blocks"] == BLOCK and mem["estimate"] < mem["free_before"] and mem["offloaded"] == 0
     assert "memory: gradient pass about" in r.ui_output("sample")["text"][0]
 
 
@@ -61,7 +62,7 @@ def test_auto_recomputes_and_reserves_on_a_small_device(run_graph, comfy, tiny_w
     before guidance and loaded back after it, and the result is that of a full load."""
     r = run_graph(base_graph(tiny_wan, settings=GUIDED)).raise_for_error()
     mem = report(r)["memory"]
-    assert not mem["keep_activations"] and mem["free_before"] == SMALL_DEVICE
+    assert mem["kept_blocks"] == 0 and mem["free_before"] == SMALL_DEVICE
     assert mem["offloaded"] > 0 and mem["restored"] == mem["offloaded"], mem
     monkeypatch.undo()  # a roomy device again: nothing is offloaded
     comfy.reset(unload_models=True)

@@ -1,0 +1,102 @@
+"""Input checks: a clear error naming the input and the fix, before any long work."""
+
+from __future__ import annotations
+
+from fastvmt_core import EXTRACTION_FIELDS, FastVMTSettings
+from ..motion import MotionReference
+from .comfy_compat import CONCAT_LATENT, is_ksampler
+from .geometry import WanGeometry
+
+
+def check_block_index(geometry: WanGeometry, block: int, input_name: str = "motion_block") -> None:
+    if not 0 <= block < geometry.num_blocks:
+        raise ValueError(f"{input_name}: block index {block} is out of range; this Wan model has "
+                         f"{geometry.num_blocks} blocks (valid 0..{geometry.num_blocks - 1}; the paper uses 14 of 30, "
+                         f"about the middle).")
+
+
+def resolve_settings(motion: MotionReference, settings: FastVMTSettings | None) -> FastVMTSettings:
+    """Extraction knobs come from the motion, guidance knobs from the settings node."""
+    base = settings if settings is not None else FastVMTSettings()
+    resolved = base.replace(**{name: getattr(motion.settings, name) for name in EXTRACTION_FIELDS})
+    try:
+        resolved.check_exit_block()
+    except ValueError as exc:
+        raise ValueError(f"settings: {exc}") from None
+    return resolved
+
+
+def check_motion_matches(motion: MotionReference, geometry: WanGeometry, latent_shape, where: str = "motion"):
+    """Clear errors, before any work, when the motion cannot guide this model and latent."""
+    ref = motion.latent
+    if ref.shape[1] != geometry.latent_channels:
+        raise ValueError(f"{where}: the reference latent has {ref.shape[1]} channels but this model samples "
+                         f"{geometry.latent_channels}-channel latents ({geometry.model_class}). Extract the motion "
+                         "with the same model family (Wan 2.1 / 2.2 14B use 16 channels, Wan 2.2 5B uses 48).")
+    check_block_index(geometry, motion.settings.motion_block, f"{where} (motion_block)")
+    if tuple(ref.shape[2:]) != tuple(latent_shape[2:]):
+        f, h, w = ref.shape[2:]
+        tf, th, tw = latent_shape[2:]
+        raise ValueError(f"{where}: the reference latent is {f} frames x {h}x{w} but the latent being sampled is "
+                         f"{tf} frames x {th}x{tw} (latent units: pixels/8, frames (n-1)/4+1). Extract the motion "
+                         f"at the generation's width, height and length ({tw * 8}x{th * 8}, {(tf - 1) * 4 + 1} "
+                         "frames), or make the empty latent match the reference.")
+    if geometry.image_to_video == "concat":
+        _check_concat_image(motion, geometry, where)
+
+
+def _check_concat_image(motion: MotionReference, geometry: WanGeometry, where: str) -> None:
+    img = motion.image
+    clip = " and the CLIP vision model (clip_vision_h.safetensors) to clip_vision" if geometry.image_branch else ""
+    if img is None or img.kind != "concat":
+        made_for = "text-to-video" if img is None else "Wan 2.2 TI2V 5B"
+        raise ValueError(f"{where}: this is a Wan image-to-video model (its start image is concatenated to the "
+                         f"latent, as WanImageToVideo sets it up) but the motion was extracted for {made_for}, so "
+                         "its reference pass has no start image of its own. Re-extract the motion: connect this "
+                         f"model, the reference images and the Wan VAE to Extract Motion{clip}.")
+    if geometry.image_branch and img.clip_vision is None:
+        raise ValueError(f"{where}: this Wan 2.1 image-to-video model embeds CLIP-vision tokens of the start "
+                         "image, but the motion has none for its reference's first frame. Re-extract the motion "
+                         f"with this model{clip}.")
+
+
+def check_start_image(geometry: WanGeometry, positive, where: str = "positive") -> None:
+    """A concat image-to-video model sampled without a start image: the reference pass would be
+    conditioned on an image the generation does not have. ``positive``: CONDITIONING, or the
+    guider's converted conds."""
+    if geometry.image_to_video != "concat":
+        return
+    entries = [c[1] if isinstance(c, (list, tuple)) else c for c in positive]
+    if not any(isinstance(e, dict) and e.get(CONCAT_LATENT) is not None for e in entries):
+        raise ValueError(f"{where}: this Wan image-to-video model has no start image in its conditioning. Connect "
+                         "the image to start_image on WanImageToVideo (and its positive / negative outputs to the "
+                         "sampler); FastVMT conditions the reference pass on the reference's first frame the same "
+                         "way.")
+
+
+def check_masked_latent(motion: MotionReference, geometry: WanGeometry, where: str = "motion") -> None:
+    """A TI2V generation (noise mask on the latent) needs the reference's first-frame conditioning."""
+    if geometry.image_to_video == "first_frame" and motion.image is None:
+        raise ValueError(f"{where}: this Wan 2.2 TI2V generation holds its start image under a noise mask "
+                         "(Wan22ImageToVideoLatent), but the motion was extracted without image-to-video "
+                         "conditioning (an older motion file, or another model). Re-extract it with Extract Motion "
+                         "connected to this model.")
+
+
+def check_ksampler(sampler) -> None:
+    if not is_ksampler(sampler):
+        raise ValueError(f"FastVMT guidance works with ComfyUI's k-diffusion samplers (KSAMPLER); this sampler is a "
+                         f"{type(sampler).__name__}. Pick a sampler from KSamplerSelect or the KSampler list.")
+
+
+def no_gradient_message(base_model) -> str:
+    """The error for a model whose forward does not carry a gradient back to the latent."""
+    dm = base_model.diffusion_model
+    linear = dm.blocks[0].self_attn.q
+    fmt = (f"{type(dm).__name__}, weights {linear.weight.dtype} in {type(linear).__module__}."
+           f"{type(linear).__qualname__}, compute dtype {base_model.manual_cast_dtype or base_model.get_dtype()}")
+    return ("model: FastVMT needs the gradient of the motion block's queries/keys with respect to the latent, "
+            f"and this model's forward does not carry one ({fmt}). A weight format, kernel or model patch runs "
+            "without autograd. Load the model with 'Load Diffusion Model' and weight_dtype 'default' (or "
+            "ComfyUI-GGUF's loader), and remove nodes that wrap the model call between the loader and the "
+            "sampler; attention backends (SageAttention, flash) are handled by FastVMT.")

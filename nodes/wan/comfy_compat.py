@@ -1,0 +1,327 @@
+"""Every ComfyUI internal the sampler hook relies on, each with why (ComfyUI 0.3.64).
+
+The other modules of ``nodes/wan`` reach ComfyUI only through this one, so a ComfyUI
+release that moves one of these names breaks here, and tests/test_comfy_compat_host.py
+says which. Module attributes are looked up at call time (tests and other packs patch
+them, e.g. ``model_management.get_free_memory``).
+
+Used directly, as ComfyUI's own nodes use them: a wrapper's ``executor(...)`` and
+``executor.class_obj``; KSAMPLER.sample's ``extra_args["model_options"]`` and ``["seed"]``;
+the k-diffusion sampler-function call ``fn(model, x, sigmas, extra_args=, callback=,
+disable=, **options)`` and its callback dict's ``"i"``; ``guider.inner_model``, ``.conds``,
+``.original_conds``, ``.model_patcher``; the base model's ``diffusion_model``,
+``model_sampling`` (``noise_scaling``, ``percent_to_sigma``, ``sigma_min``),
+``latent_format``, ``process_latent_in``, ``scale_latent_inpaint``, ``manual_cast_dtype``,
+``get_dtype()``; the patcher's ``clone``, ``load_device``, ``offload_device``,
+``partially_unload``, ``loaded_size``; the Wan DiT's ``blocks``, ``dim``, ``num_heads``,
+``patch_size``, ``img_emb``, ``ref_conv``, ``patch_embedding`` and a block's ``ffn``.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+
+import torch
+
+import comfy.clip_vision
+import comfy.ldm.modules.attention as comfy_attention
+import comfy.ldm.wan.model as wan_model
+import comfy.model_base
+import comfy.model_management as model_management
+import comfy.model_patcher
+import comfy.patcher_extension as patcher_extension
+import comfy.sampler_helpers
+import comfy.samplers
+from comfy.k_diffusion import sampling as k_sampling
+from comfy.ldm.flux.math import apply_rope1
+from comfy_api.torch_helpers.torch_compile import COMPILE_KEY
+
+# ---- wrappers ------------------------------------------------------------------------
+
+WRAPPER_KEY = "fastvmt"  # our key in each of ComfyUI's per-kind wrapper dicts
+# Wraps KSAMPLER.sample: the one call that sees a run's sigmas, noise and sampler together.
+SAMPLER_SAMPLE = patcher_extension.WrappersMP.SAMPLER_SAMPLE
+# Wrappers that belong to sampling steps, not to the model: step caches (core EasyCache,
+# TeaCache/MagCache-style packs) hook these to skip or reuse DiT passes; guidance passes drop them.
+SAMPLING_STEP_WRAPPERS = (patcher_extension.WrappersMP.DIFFUSION_MODEL, patcher_extension.WrappersMP.CALC_COND_BATCH)
+# TorchCompileModel's compiled forward is the APPLY_MODEL wrapper under COMPILE_KEY.
+_APPLY_MODEL = patcher_extension.WrappersMP.APPLY_MODEL
+# transformer_options entry that ComfyUI's attention functions (wrap_attn) call instead of themselves.
+_ATTENTION_OVERRIDE = "optimized_attention_override"
+
+
+def add_sampler_wrapper(model_patcher, fn) -> None:
+    """Our SAMPLER_SAMPLE wrapper on a (cloned) ModelPatcher."""
+    model_patcher.add_wrapper_with_key(SAMPLER_SAMPLE, WRAPPER_KEY, fn)
+
+
+def continue_sampler_chain(executor, sampler, *args):
+    """What ``executor(*args)`` does (the wrappers after ours, then ``sample``), with our
+    ``sampler`` in place of the one ComfyUI built: WrapperExecutor has no public way to
+    swap its class_obj, so the chain from our position on (``idx + 1``) is rebuilt."""
+    return patcher_extension.WrapperExecutor.new_class_executor(
+        sampler.sample, sampler, executor.wrappers, executor.idx + 1).execute(*args)
+
+
+def guidance_pass_options(model_options: dict) -> dict:
+    """A per-pass copy of the model options without the sampling-step wrappers and without
+    TorchCompileModel's wrapper (per-pass patches and grad mode would recompile the graph on
+    every pass: dynamo's recompile limit was hit within one guided step)."""
+    opts = comfy.model_patcher.create_model_options_clone(model_options)
+    to = opts.setdefault("transformer_options", {})
+    wrappers = {kind: fns for kind, fns in to.get("wrappers", {}).items() if kind not in SAMPLING_STEP_WRAPPERS}
+    if COMPILE_KEY in wrappers.get(_APPLY_MODEL, {}):
+        wrappers[_APPLY_MODEL] = {k: v for k, v in wrappers[_APPLY_MODEL].items() if k != COMPILE_KEY}
+    to["wrappers"] = wrappers
+    return opts
+
+
+def add_pass_wrapper(model_options: dict, fn) -> None:
+    """A DIFFUSION_MODEL wrapper (around WanModel._forward) for one guidance pass."""
+    patcher_extension.add_wrapper_with_key(patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, fn,
+                                           model_options["transformer_options"])
+
+
+def clip_tokens(args, kwargs):
+    """The CLIP-vision tokens of a WanModel._forward(x, timestep, context, clip_fea, ...) call."""
+    return args[3] if len(args) > 3 else kwargs.get("clip_fea")
+
+
+# ---- attention -----------------------------------------------------------------------
+
+def attention_override(model_options: dict):
+    """The attention override a node installed, or None."""
+    return model_options["transformer_options"].get(_ATTENTION_OVERRIDE)
+
+
+def set_attention_override(model_options: dict, override) -> None:
+    """``override(func, *args, **kwargs)`` runs instead of every optimized_attention call."""
+    model_options["transformer_options"][_ATTENTION_OVERRIDE] = override
+
+
+def sdpa_attention(*args, **kwargs):
+    """ComfyUI's PyTorch-SDPA attention, which has a backward."""
+    return comfy_attention.attention_pytorch(*args, **kwargs)
+
+
+def attention_backend_name() -> str:
+    return getattr(comfy_attention.optimized_attention, "__name__", "ComfyUI's attention")
+
+
+# ---- Wan DiT blocks ------------------------------------------------------------------
+
+def is_wan_model(diffusion_model) -> bool:
+    return isinstance(diffusion_model, wan_model.WanModel)
+
+
+def is_wan22(base_model) -> bool:
+    """ComfyUI's WAN22 model class: Wan 2.2 TI2V 5B, which holds its start image under a noise mask."""
+    return isinstance(base_model, comfy.model_base.WAN22)
+
+
+def add_block_patch(model_options: dict, patch, index: int) -> dict:
+    """WanModel.forward_orig calls ``patch(args, extra)`` instead of block ``index``."""
+    return comfy.model_patcher.set_model_options_patch_replace(model_options, patch, "dit", "double_block", index)
+
+
+def block_inputs(args: dict):
+    """forward_orig's args for a block: hidden state x, time modulation e0, RoPE freqs."""
+    return args["img"], args["vec"], args["pe"]
+
+
+def block_output(x) -> dict:
+    return {"img": x}
+
+
+def run_original_block(args: dict, extra: dict):
+    return extra["original_block"](args)
+
+
+def run_block(block, args: dict, context_img_len, x):
+    """The block's forward with the arguments forward_orig gives it, on hidden state ``x``.
+    Called directly, not through ``original_block``: ComfyUI's closure looks up the loop's
+    current block when called, a later block by the time a checkpoint recomputes."""
+    return block(x, context=args["txt"], e=args["vec"], freqs=args["pe"], context_img_len=context_img_len,
+                 transformer_options=args.get("transformer_options", {}))
+
+
+def block_qk(block, x, e0, freqs):
+    """The block's self-attention queries/keys after projection, RMSNorm and RoPE, averaged
+    over heads per token: [B, S, head_dim]. Mirrors WanAttentionBlock.forward up to
+    optimized_attention (the guard test compares the two)."""
+    mod = model_management.cast_to(block.modulation, dtype=x.dtype, device=x.device)
+    e = (mod + e0).chunk(6, dim=1) if e0.ndim < 4 else (mod.unsqueeze(0) + e0).unbind(2)
+    y = torch.addcmul(wan_model.repeat_e(e[0], x), block.norm1(x), 1 + wan_model.repeat_e(e[1], x))
+    attn = block.self_attn
+    b, s = y.shape[:2]
+    q = apply_rope1(attn.norm_q(attn.q(y)).view(b, s, attn.num_heads, attn.head_dim), freqs)
+    k = apply_rope1(attn.norm_k(attn.k(y)).view(b, s, attn.num_heads, attn.head_dim), freqs)
+    return q.float().mean(dim=2), k.float().mean(dim=2)
+
+
+# Parameters block_qk uses (names inside a WanAttentionBlock).
+QK_PARAMS = ("modulation", "norm1.", "self_attn.q.", "self_attn.k.", "self_attn.norm_q.", "self_attn.norm_k.")
+# WanModel parameters outside the blocks on the latent's gradient path. VACE's context
+# blocks take the patch-embedded latent and add into the hidden state after their block.
+OUTSIDE_BLOCKS_ON_X_PATH = ("patch_embedding.", "head.", "vace_blocks.")
+
+
+# ---- conditioning --------------------------------------------------------------------
+
+CONCAT_LATENT = "concat_latent_image"       # WanImageToVideo's start-image latent (WAN21.extra_conds)
+CONCAT_MASK = "concat_mask"                 # ... and its mask
+CLIP_VISION_OUTPUT = "clip_vision_output"   # CLIP-vision output that becomes clip_fea
+CONTROL = "control"                         # ControlNet hints in a cond entry
+
+
+def denoise_mask_function(model_options: dict, guider, sigmas):
+    """``model_options["denoise_mask_function"]`` as KSamplerX0Inpaint applies it to the
+    denoise mask at each sigma, as ``fn(sigma, mask)``; None when no node set one."""
+    fn = model_options.get("denoise_mask_function")
+    if fn is None:
+        return None
+    extra = {"model": guider, "sigmas": sigmas}
+    return lambda sigma, mask: fn(sigma, mask, extra_options=extra)
+
+
+def has_clip_tokens(cond: dict) -> bool:
+    """Whether a processed cond entry gives the model CLIP-vision tokens."""
+    return "clip_fea" in cond.get("model_conds", {})
+
+
+def clip_vision_output(tokens: torch.Tensor):
+    out = comfy.clip_vision.Output()
+    out["penultimate_hidden_states"] = tokens  # the only field Wan's extra_conds reads
+    return out
+
+
+def convert_cond(conditioning):
+    return comfy.sampler_helpers.convert_cond(conditioning)
+
+
+def process_conds(base_model, noise, conds: dict, device, latent_image, denoise_mask, seed) -> dict:
+    return comfy.samplers.process_conds(base_model, noise, conds, device, latent_image, denoise_mask, seed)
+
+
+def prepare_mask(mask, shape, device):
+    return comfy.sampler_helpers.prepare_mask(mask, shape, device)
+
+
+def calc_cond_batch(base_model, conds: list, x, sigma, model_options: dict):
+    """The model call a sampler step makes (area/mask conds, ControlNet, batching)."""
+    return comfy.samplers.calc_cond_batch(base_model, conds, x, sigma, model_options)
+
+
+# ---- samplers ------------------------------------------------------------------------
+
+def is_ksampler(sampler) -> bool:
+    """A k-diffusion sampler: ``sample`` calls ``sampler_function(model, x, sigmas, ...)``."""
+    return isinstance(sampler, comfy.samplers.KSAMPLER)
+
+
+def with_sampler_function(sampler, fn):
+    """A copy of a KSAMPLER whose sampler_function is ``fn`` (extra/inpaint options kept)."""
+    out = copy.copy(sampler)
+    out.sampler_function = fn
+    return out
+
+
+def function_name(fn) -> str:
+    return getattr(getattr(fn, "func", fn), "__name__", "")
+
+
+# How guided_sampling treats each sampler function of KSampler.SAMPLERS (by __name__;
+# sampler_object maps ddim to sample_euler and dpm_fast / dpm_adaptive to local closures).
+# The guard test fails when ComfyUI adds a sampler none of these tables names.
+SINGLE_STEP = frozenset({  # no history between steps: one step alone is the stock step
+    "sample_euler", "sample_euler_cfg_pp", "sample_euler_ancestral", "sample_euler_ancestral_cfg_pp",
+    "sample_heun", "sample_dpm_2", "sample_dpm_2_ancestral", "sample_dpmpp_2s_ancestral",
+    "sample_dpmpp_2s_ancestral_cfg_pp", "sample_dpmpp_sde", "sample_dpmpp_sde_gpu", "sample_ddpm", "sample_lcm",
+    "sample_seeds_2", "sample_seeds_3"})
+MULTISTEP = frozenset({  # history (or a look-ahead sigma) restarts after each guided step
+    "sample_heunpp2", "sample_lms", "sample_dpmpp_2m", "sample_dpmpp_2m_cfg_pp", "sample_dpmpp_2m_sde",
+    "sample_dpmpp_2m_sde_gpu", "sample_dpmpp_2m_sde_heun", "sample_dpmpp_2m_sde_heun_gpu", "sample_dpmpp_3m_sde",
+    "sample_dpmpp_3m_sde_gpu", "sample_ipndm", "sample_ipndm_v", "sample_deis", "sample_res_multistep",
+    "sample_res_multistep_cfg_pp", "sample_res_multistep_ancestral", "sample_res_multistep_ancestral_cfg_pp",
+    "sample_gradient_estimation", "sample_gradient_estimation_cfg_pp", "sample_er_sde", "sample_sa_solver",
+    "sample_sa_solver_pece"})
+WHOLE_CALL = frozenset({"dpm_fast_function", "dpm_adaptive_function"})  # plan orders / step sizes per call
+# UniPC with two sigmas runs at order 0 and returns x unchanged: guided steps use Euler,
+# for a flow model the first-order step of the same family (UniPC / DPM-Solver++ order 1 = Euler).
+NO_SINGLE_STEP = frozenset({"sample_unipc", "sample_unipc_bh2"})
+# Default noise is a Brownian tree over the call's sigma range (name -> built on the CPU);
+# every other function with a noise_sampler argument draws from default_noise_sampler(x, seed).
+BROWNIAN_TREE = {
+    "sample_dpmpp_sde": True, "sample_dpmpp_2m_sde": True, "sample_dpmpp_2m_sde_heun": True,
+    "sample_dpmpp_3m_sde": True, "sample_dpmpp_sde_gpu": False, "sample_dpmpp_2m_sde_gpu": False,
+    "sample_dpmpp_2m_sde_heun_gpu": False, "sample_dpmpp_3m_sde_gpu": False,
+}
+
+
+def step_family(fn) -> str | None:
+    """"single-step", "multistep", "whole-call", "no-single-step", or None (unknown)."""
+    name = function_name(fn)
+    for family, names in (("single-step", SINGLE_STEP), ("multistep", MULTISTEP), ("whole-call", WHOLE_CALL),
+                          ("no-single-step", NO_SINGLE_STEP)):
+        if name in names:
+            return family
+    return None
+
+
+def takes_noise_sampler(fn) -> bool:
+    try:
+        return "noise_sampler" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def default_noise_sampler(fn, x, sigmas, seed):
+    """The noise sampler ``fn`` builds for itself when given none."""
+    cpu = BROWNIAN_TREE.get(function_name(fn))
+    if cpu is None:
+        return k_sampling.default_noise_sampler(x, seed=seed)
+    positive = sigmas[sigmas > 0]
+    return k_sampling.BrownianTreeNoiseSampler(x, positive.min(), sigmas.max(), seed=seed, cpu=cpu)
+
+
+def euler_step_function():
+    return k_sampling.sample_euler
+
+
+# ---- model management ----------------------------------------------------------------
+
+def float8_dtypes():
+    return model_management.FLOAT8_TYPES
+
+
+def dtype_size(dtype) -> int:
+    return model_management.dtype_size(dtype)
+
+
+def free_device_memory(device) -> int:
+    return int(model_management.get_free_memory(device))
+
+
+def reserved_memory() -> int:
+    """What ComfyUI keeps free on top of a model's estimate (--reserve-vram and the OS share)."""
+    return model_management.extra_reserved_memory()
+
+
+def loaded_entries(model_patcher) -> list:
+    """model_management's LoadedModel entries of this patcher (empty when not loaded)."""
+    return [m for m in model_management.current_loaded_models if m.model is model_patcher]
+
+
+def free_memory(need: int, device, keep_loaded: list) -> None:
+    """Unload other models until ``need`` bytes are free, as ComfyUI does before loading one."""
+    model_management.free_memory(need, device, keep_loaded=keep_loaded)
+
+
+def load_models(patchers: list) -> None:
+    model_management.load_models_gpu(patchers)
+
+
+def throw_if_interrupted() -> None:
+    """Raises ComfyUI's InterruptProcessingException after the stop button."""
+    model_management.throw_exception_if_processing_interrupted()

@@ -1,0 +1,86 @@
+"""One guided outer step: optimise the latent against the reference's motion flow."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from fastvmt_core import FastVMTSettings, optimize_latent, total_loss
+from .checks import no_gradient_message
+from .comfy_compat import throw_if_interrupted
+from .image_to_video import HeldEntries
+from .qk_capture import PassCounter, QKPass, capture_qk
+from .reference import ReferenceMotion, motion_flow, reference_flow
+
+log = logging.getLogger("FastVMT")
+
+
+@dataclass
+class GuidanceContext:
+    """Everything a guided step needs, built once per sampling run."""
+    gen_pass: QKPass                  # the generation's gradient passes
+    reference: ReferenceMotion
+    settings: FastVMTSettings
+    counter: PassCounter = field(default_factory=PassCounter)
+    progress: object = None           # callable(outer_step, inner_step, x) -> None
+    gen_held: HeldEntries | None = None  # entries the sampler holds fixed in the generated latent
+    step_log: list = field(default_factory=list)
+
+    @property
+    def base_model(self):
+        return self.gen_pass.base_model
+
+
+def guide_latent(ctx: GuidanceContext, x: torch.Tensor, sigma, step_index: int) -> torch.Tensor:
+    """Optimise the latent at one guided outer step; returns the new latent (same dtype)."""
+    s = ctx.settings
+    start = time.perf_counter()
+    with torch.inference_mode(False):
+        ref, ref_sigma = reference_flow(ctx.reference, s, ctx.counter, sigma)
+        sigma_t = torch.as_tensor(sigma).reshape(1)
+        held = ctx.gen_held
+        # A clone made here is an ordinary tensor: autograd saves it (the mask came from inference mode).
+        mask = held.mask_at(sigma_t.to(x.device)).clone() if held is not None else None
+        x_opt, stats = optimize_latent(x.detach().clone(), _loss_function(ctx, ref, sigma_t, mask),
+                                       steps=s.inner_steps, interval=s.effective_interval, lr_start=s.lr_start,
+                                       lr_end=s.lr_end, on_step=_on_inner_step(ctx, step_index))
+        if mask is not None:  # AdamW's weight decay would still move them
+            x_opt = x_opt * mask + x.float() * (1.0 - mask)
+    ctx.step_log.append({"step": step_index, "sigma": float(sigma), "reference_sigma": ref_sigma,
+                         "losses": stats.losses, "gradient_evaluations": stats.gradient_evaluations,
+                         "stopped": stats.stop_reason,
+                         "seconds": time.perf_counter() - start})
+    if stats.stopped_early:
+        log.warning("FastVMT: guided step %d stopped early (%s); kept the last finite latent",
+                    step_index, stats.stop_reason)
+    return x_opt.to(dtype=x.dtype)
+
+
+def _loss_function(ctx: GuidanceContext, ref, sigma_t, mask):
+    s, held = ctx.settings, ctx.gen_held
+
+    def loss_fn(xv):
+        # Held entries reach the model as the sampler shows them, so they get no gradient.
+        x_in = held.model_input(ctx.base_model, xv, sigma_t, mask) if held is not None else xv
+        q, k = capture_qk(ctx.gen_pass, x_in, sigma_t, ctx.counter)
+        if not q.requires_grad:
+            raise ValueError(no_gradient_message(ctx.base_model))
+        losses, parts = [], {"amf": 0.0, "window": 0.0}
+        for b in range(q.shape[0]):  # batch of latents: one flow each, same reference
+            loss, p = total_loss(ref, motion_flow(s, q[b], k[b]), lambda_amf=s.lambda_amf,
+                                 lambda_window=s.lambda_window, alpha=s.alpha)
+            losses.append(loss)
+            parts = {key: parts[key] + p[key] for key in parts}
+        return torch.stack(losses).sum(), parts
+    return loss_fn
+
+
+def _on_inner_step(ctx: GuidanceContext, step_index: int):
+    def on_step(j, stats, latent):
+        throw_if_interrupted()
+        if ctx.progress is not None:
+            ctx.progress(step_index, j, latent)
+    return on_step

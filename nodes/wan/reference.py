@@ -1,0 +1,72 @@
+"""The reference side of a guided run: its latent, noise and conditioning, and its motion
+flow at each guided step, read by a Q/K pass without gradients and cached by sigma."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from fastvmt_core import FastVMTSettings, global_amf, reference_sigma, sliding_window_amf
+from ..motion import MotionReference
+from .geometry import WanGeometry
+from .image_to_video import HeldEntries, reference_conditioning
+from .qk_capture import PassCounter, QKPass, capture_qk
+
+
+def motion_flow(settings: FastVMTSettings, q, k):
+    """The motion flow of one latent's motion-block queries/keys [F, H, W, D]."""
+    if settings.mode == "AMF":
+        return global_amf(q, k, temporal_span=None, tau=settings.tau)
+    return sliding_window_amf(q, k, temporal_span=settings.temporal_span, window=settings.window,
+                              tile=settings.tile, tau=settings.tau)
+
+
+@dataclass
+class ReferenceMotion:
+    """Everything the reference passes need, built once per sampling run."""
+    qk_pass: QKPass                   # the reference's conds; reference passes run without gradients
+    latent: torch.Tensor              # processed (model space) clean reference latent
+    noise: torch.Tensor               # fixed-seed noise for re-noising the reference
+    held: HeldEntries | None = None   # entries the reference holds fixed (TI2V: its own first frame)
+    flows: dict = field(default_factory=dict)  # reference sigma -> MotionFlow
+
+
+def prepare_reference(guider, motion: MotionReference, geometry: WanGeometry, settings: FastVMTSettings, noise,
+                      latent_image, denoise_mask, extra_args: dict) -> ReferenceMotion:
+    base_model = guider.inner_model
+    device = noise.device
+    latent = base_model.process_latent_in(motion.latent.to(device=device, dtype=torch.float32))
+    gen = torch.Generator(device="cpu").manual_seed(settings.reference_seed)
+    ref_noise = torch.randn(latent.shape, generator=gen, dtype=torch.float32).to(device)
+    conds, held = reference_conditioning(guider, motion, geometry, noise, latent, ref_noise, latent_image,
+                                         denoise_mask, extra_args.get("seed"))
+    qk_pass = QKPass(base_model, conds, extra_args["model_options"], settings.motion_block, settings.exit_block)
+    return ReferenceMotion(qk_pass, latent, ref_noise, held)
+
+
+def reference_flow(ref: ReferenceMotion, settings: FastVMTSettings, counter: PassCounter, sigma):
+    """Motion flow of the reference at this guided step, and the sigma it was read at.
+
+    "renoise": re-noised to the step's sigma, capped at ``reference_sigma_cap`` so the
+    reference is never (near) pure noise; "clean": read once at the model's sigma_min.
+    Flows are cached by sigma: steps above the cap share one reference pass.
+    """
+    if settings.reference_noise == "clean":
+        ref_sigma = float(ref.qk_pass.base_model.model_sampling.sigma_min)
+    else:
+        ref_sigma = reference_sigma(float(sigma), settings.reference_sigma_cap)
+    if ref_sigma not in ref.flows:
+        ref.flows[ref_sigma] = _flow_at(ref, settings, counter, ref_sigma)
+    return ref.flows[ref_sigma], ref_sigma
+
+
+def _flow_at(ref: ReferenceMotion, settings: FastVMTSettings, counter: PassCounter, sigma):
+    base_model = ref.qk_pass.base_model
+    sigma = torch.as_tensor(sigma, dtype=torch.float32).reshape(1).to(ref.latent.device)
+    x_ref = base_model.model_sampling.noise_scaling(sigma, ref.noise, ref.latent, max_denoise=False)
+    if ref.held is not None:
+        x_ref = ref.held.model_input(base_model, x_ref, sigma, ref.held.mask_at(sigma))
+    with torch.no_grad():
+        q, k = capture_qk(ref.qk_pass, x_ref, sigma, counter)
+        return motion_flow(settings, q[0], k[0]).detach()

@@ -1,0 +1,39 @@
+"""What a guided run did, as text for the log / node and as numbers for the report."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .guided_step import GuidanceContext
+from .sampler import GuidedRange
+
+
+def run_summary(ctx: GuidanceContext, plan: GuidedRange, seconds: float) -> dict:
+    s = ctx.settings
+    log_ = ctx.step_log
+    guidance_s = sum(e["seconds"] for e in log_)
+    lines = [f"FastVMT {s.mode}: guided {len(log_)}/{plan.n_guided} of {plan.n_steps} steps, "
+             f"{s.inner_steps} inner steps, gradient every {s.effective_interval} -> "
+             f"{sum(e['gradient_evaluations'] for e in log_)} gradient passes, "
+             f"{ctx.counter.passes} DiT passes ({ctx.counter.blocks} block evaluations, motion block "
+             f"{s.motion_block})",
+             f"  {plan.describe()}",
+             f"  guidance {guidance_s:.1f}s of {seconds:.1f}s sampling"]
+    lines += [_step_line(e) for e in log_]
+    return {"text": "\n".join(lines), "steps": list(log_), "block_evaluations": ctx.counter.blocks,
+            "dit_passes": ctx.counter.passes, "guidance_seconds": guidance_s, "sampling_seconds": seconds,
+            "first_losses": [e["losses"][0] for e in log_ if e["losses"]],
+            "last_losses": [e["losses"][-1] for e in log_ if e["losses"]],
+            "n_guided": plan.n_guided, "range": dataclasses.asdict(plan)}
+
+
+def _step_line(e: dict) -> str:
+    losses = ", ".join(f"{v:.4g}" for v in e["losses"])
+    return (f"  step {e['step']}: sigma {e['sigma']:.3f} (reference at {e['reference_sigma']:.3f}), "
+            f"loss [{losses}], {e['seconds']:.1f}s" + (f" (stopped: {e['stopped']})" if e["stopped"] else ""))
+
+
+def unguided_summary(mode: str, plan: GuidedRange) -> dict:
+    """A call with no step in the guided range: it ran plain sampling."""
+    return {"text": f"FastVMT {mode}: {plan.describe()}", "steps": [], "n_guided": 0,
+            "range": dataclasses.asdict(plan)}
