@@ -3,7 +3,8 @@ clear message naming the input, raised by our node before any sampling work."""
 
 import pytest
 
-from tests.test_nodes_host import LAT_H, LAT_W, base_graph
+from tests.helpers.graphs import (LAT_H, LAT_W, base_builder, base_graph, builder, inspect, ksampler_like,
+                                  motion_from_images)
 
 NOT_WAN = "model: FastVMT needs a Wan video DiT"
 
@@ -31,9 +32,9 @@ def test_tiny_ltxv_loads_as_a_non_wan_model(run_graph, tiny_ltxv, fastvmt_pack):
     import comfy.ldm.lightricks.model as ltxv_model
     import comfy.ldm.wan.model as wan_model
     import comfy.model_base as model_base
-    g = {"model": {"class_type": "UNETLoader", "inputs": {"unet_name": tiny_ltxv, "weight_dtype": "default"}},
-         "out": {"class_type": "FastVMTTestInspect", "inputs": {"value": ["model", 0]}}}
-    patcher = run_graph(g).raise_for_error().output("model", 0)
+    g = builder()
+    inspect(g, g.node("UNETLoader", "model", unet_name=tiny_ltxv, weight_dtype="default"), "out")
+    patcher = run_graph(g.finalize()).raise_for_error().output("model", 0)
     assert isinstance(patcher.model, model_base.LTXV) and not isinstance(patcher.model, model_base.WAN21)
     dm = patcher.model.diffusion_model
     assert isinstance(dm, ltxv_model.LTXVModel) and not isinstance(dm, wan_model.WanModel)
@@ -50,22 +51,19 @@ def test_extract_motion_rejects_a_non_wan_model(run_graph, tiny_ltxv, fastvmt_pa
 def test_apply_motion_and_guidance_sampler_reject_a_non_wan_model(run_graph, tiny_wan, tiny_ltxv, fastvmt_pack,
                                                                    node):
     """The motion is extracted with a Wan model; the node that consumes it gets the other model."""
-    g = base_graph(tiny_wan)
-    g["other"] = {"class_type": "UNETLoader", "inputs": {"unet_name": tiny_ltxv, "weight_dtype": "default"}}
+    g = base_builder(tiny_wan)
+    other = g.node("UNETLoader", "other", unet_name=tiny_ltxv, weight_dtype="default")
+    sample = g.lookup_node("sample")
     if node == "apply":
-        del g["sample"], g["out"]
-        g["patched"] = {"class_type": "FastVMTApplyMotion", "inputs": {"model": ["other", 0],
-                                                                       "motion": ["motion", 0]}}
-        g["stock"] = {"class_type": "KSampler",
-                      "inputs": {"model": ["patched", 0], "seed": 7, "steps": 2, "cfg": 1.0, "sampler_name": "euler",
-                                 "scheduler": "simple", "positive": ["pos", 0], "negative": ["neg", 0],
-                                 "latent_image": ["empty", 0], "denoise": 1.0}}
-        g["out"] = {"class_type": "FastVMTTestInspect", "inputs": {"value": ["stock", 0]}}
+        g.remove_node("sample")
+        g.remove_node("out")
+        patched = g.node("FastVMTApplyMotion", "patched", model=other.out(0), motion=g.lookup_node("motion").out(0))
+        inspect(g, ksampler_like(g, "stock", sample, model=patched.out(0), steps=2), "out")
         failing = "patched"
     else:
-        g["sample"]["inputs"]["model"] = ["other", 0]
+        sample.set_input("model", other.out(0))
         failing = "sample"
-    r = run_graph(g)
+    r = run_graph(g.finalize())
     msg = _failed_at(r, failing, NOT_WAN)
     assert "this model's DiT is LTXVModel" in msg
     assert "motion" in r.executed_nodes  # extraction with the Wan model itself was fine
@@ -75,21 +73,17 @@ def test_apply_motion_and_guidance_sampler_reject_a_non_wan_model(run_graph, tin
 
 @pytest.mark.parametrize("fill", ["nan", "inf"])
 def test_non_finite_reference_latent(run_graph, tiny_wan, fastvmt_pack, fill):
-    g = base_graph(tiny_wan)
-    g["ref"]["inputs"]["fill"] = fill
-    _failed_at(run_graph(g), "motion", "latent: contains NaN or infinite values")
+    g = base_builder(tiny_wan)
+    g.lookup_node("ref").set_input("fill", fill)
+    _failed_at(run_graph(g.finalize()), "motion", "latent: contains NaN or infinite values")
 
 
 def _images_graph(model, vae, frames, fill="random"):
-    g = base_graph(model)
-    g["vae"] = {"class_type": "VAELoader", "inputs": {"vae_name": vae}}
-    g["frames"] = {"class_type": "FastVMTTestImage",
-                   "inputs": {"seed": 5, "frames": frames, "height": LAT_H * 8, "width": LAT_W * 8, "fill": fill}}
-    inputs = g["motion"]["inputs"]
-    del inputs["latent"]
-    inputs.update({"images": ["frames", 0], "vae": ["vae", 0], "width": LAT_W * 8, "height": LAT_H * 8,
-                   "length": 9})
-    return g
+    g = base_builder(model)
+    vae_node = g.node("VAELoader", "vae", vae_name=vae)
+    images = g.node("FastVMTTestImage", "frames", seed=5, frames=frames, height=LAT_H * 8, width=LAT_W * 8, fill=fill)
+    motion_from_images(g, images, vae_node)
+    return g.finalize()
 
 
 def test_empty_reference_images(run_graph, tiny_wan, tiny_vae, fastvmt_pack):
@@ -108,14 +102,13 @@ def test_test_node_fill_defaults_are_unchanged(run_graph, fastvmt_pack):
     import torch
     lat = {"seed": 3, "channels": 4, "frames": 2, "height": 4, "width": 4}
     img = {"seed": 5, "frames": 2, "height": 16, "width": 16}
-    g = {"l0": {"class_type": "FastVMTTestLatent", "inputs": dict(lat)},
-         "l1": {"class_type": "FastVMTTestLatent", "inputs": dict(lat, fill="random")},
-         "l2": {"class_type": "FastVMTTestLatent", "inputs": dict(lat, fill="nan")},
-         "i0": {"class_type": "FastVMTTestImage", "inputs": dict(img)},
-         "i1": {"class_type": "FastVMTTestImage", "inputs": dict(img, fill="inf")}}
-    for n in list(g):
-        g["o_" + n] = {"class_type": "FastVMTTestInspect", "inputs": {"value": [n, 0]}}
-    r = run_graph(g).raise_for_error()
+    g = builder()
+    made = [g.node("FastVMTTestLatent", "l0", **lat), g.node("FastVMTTestLatent", "l1", **lat, fill="random"),
+            g.node("FastVMTTestLatent", "l2", **lat, fill="nan"), g.node("FastVMTTestImage", "i0", **img),
+            g.node("FastVMTTestImage", "i1", **img, fill="inf")]
+    for node in made:
+        inspect(g, node, f"o_{node.id}")
+    r = run_graph(g.finalize()).raise_for_error()
     l0, l1, l2 = (r.output(n, 0)["samples"] for n in ("l0", "l1", "l2"))
     i0, i1 = r.output("i0", 0), r.output("i1", 0)
     assert torch.equal(l0, l1)

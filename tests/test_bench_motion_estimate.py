@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from bench.motion_estimate import block_motion, displacement_agreement
-from tests.test_core_fidelity import H, W, translating
+from tests.helpers.synthetic import H, W, translating
 
 
 def _channels_first(clip):

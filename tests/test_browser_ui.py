@@ -31,8 +31,10 @@ import pytest
 import comfy_host
 from comfy_host import PACK_DIR_NAME
 from fastvmt_core import FastVMTSettings
-from tests.test_browser_workflows import CHROMIUM
+from tests.helpers.graphs import builder
+from tests.helpers.workflows import load_example_module
 
+CHROMIUM = load_example_module("render_thumbnails.py").find_chromium()
 SUMMARY_WIDGET = "fastvmt_summary"  # the widget name in web/js/fastvmt.js
 SUMMARY_NODES = {"FastVMTExtractMotion", "FastVMTGuidanceSampler", "FastVMTLoadMotion", "FastVMTSaveMotion",
                  "FastVMTMotionFidelity"}
@@ -128,33 +130,28 @@ def test_every_pack_node_has_a_help_page_naming_its_inputs_and_outputs(ui, fastv
 
 def _graph(tiny_wan: str) -> dict:
     """API graph: Extract Motion -> Save Motion and -> Guidance Sampler (4 steps, 1 guided,
-    3 inner steps); Motion Fidelity on two random clips. Numeric ids, as in the frontend."""
-    settings = FastVMTSettings().step_skip_inputs(inner_steps=3)
-    return {
-        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": tiny_wan, "weight_dtype": "default"}},
-        "2": {"class_type": "FastVMTTestLatent", "inputs": {"seed": 3, "channels": 16, "frames": 3, "height": 8,
-                                                           "width": 12}},
-        "3": {"class_type": "FastVMTExtractMotion",
-              "inputs": {"model": ["1", 0], "latent": ["2", 0], "width": 832, "height": 480, "length": 81,
-                         "motion_block": 3, "temporal_span": 5, "window": 21, "tile_rows": 3, "tile_cols": 4,
-                         "tau": 1.0}},
-        "4": {"class_type": "FastVMTSaveMotion", "inputs": {"motion": ["3", 0], "filename_prefix": "fastvmt/ui"}},
-        "5": {"class_type": "FastVMTTestConditioning", "inputs": {"seed": 1, "tokens": 8, "text": "a red fox"}},
-        "6": {"class_type": "FastVMTTestConditioning", "inputs": {"seed": 2, "tokens": 8, "text": "blurry"}},
-        "7": {"class_type": "FastVMTTestLatent", "inputs": {"seed": 4, "channels": 16, "frames": 3, "height": 8,
-                                                           "width": 12, "scale": 0.0}},
-        "8": {"class_type": "FastVMTStepSkipSettings", "inputs": settings},
-        "9": {"class_type": "FastVMTGuidanceSampler",
-              "inputs": {"model": ["1", 0], "seed": 7, "steps": 4, "cfg": 1.0, "sampler_name": "euler",
-                         "scheduler": "simple", "positive": ["5", 0], "negative": ["6", 0], "latent_image": ["7", 0],
-                         "denoise": 1.0, "motion": ["3", 0], "settings": ["8", 0]}},
-        "10": {"class_type": "FastVMTTestInspect", "inputs": {"value": ["9", 0]}},
-        "11": {"class_type": "FastVMTTestImage", "inputs": {"seed": 5, "frames": 5, "height": 64, "width": 64}},
-        "12": {"class_type": "FastVMTTestImage", "inputs": {"seed": 6, "frames": 5, "height": 64, "width": 64}},
-        "13": {"class_type": "FastVMTMotionFidelity",
-               "inputs": {"reference": ["11", 0], "generated": ["12", 0], "max_tracks": 50, "trail": 2}},
-        "14": {"class_type": "FastVMTTestInspect", "inputs": {"value": ["13", 0]}},
-    }
+    3 inner steps); Motion Fidelity on two random clips. Numeric ids "1".."14" (GraphBuilder's
+    own, in the order below), as in the frontend."""
+    g = builder()
+    unet = g.node("UNETLoader", unet_name=tiny_wan, weight_dtype="default")
+    ref = g.node("FastVMTTestLatent", seed=3, channels=16, frames=3, height=8, width=12)
+    motion = g.node("FastVMTExtractMotion", model=unet.out(0), latent=ref.out(0), width=832, height=480, length=81,
+                    motion_block=3, temporal_span=5, window=21, tile_rows=3, tile_cols=4, tau=1.0)
+    g.node("FastVMTSaveMotion", motion=motion.out(0), filename_prefix="fastvmt/ui")
+    pos = g.node("FastVMTTestConditioning", seed=1, tokens=8, text="a red fox")
+    neg = g.node("FastVMTTestConditioning", seed=2, tokens=8, text="blurry")
+    empty = g.node("FastVMTTestLatent", seed=4, channels=16, frames=3, height=8, width=12, scale=0.0)
+    settings = g.node("FastVMTStepSkipSettings", **FastVMTSettings().step_skip_inputs(inner_steps=3))
+    sample = g.node("FastVMTGuidanceSampler", model=unet.out(0), seed=7, steps=4, cfg=1.0, sampler_name="euler",
+                    scheduler="simple", positive=pos.out(0), negative=neg.out(0), latent_image=empty.out(0),
+                    denoise=1.0, motion=motion.out(0), settings=settings.out(0))
+    g.node("FastVMTTestInspect", value=sample.out(0))
+    reference = g.node("FastVMTTestImage", seed=5, frames=5, height=64, width=64)
+    generated = g.node("FastVMTTestImage", seed=6, frames=5, height=64, width=64)
+    fidelity = g.node("FastVMTMotionFidelity", reference=reference.out(0), generated=generated.out(0), max_tracks=50,
+                      trail=2)
+    g.node("FastVMTTestInspect", value=fidelity.out(0))
+    return g.finalize()
 
 
 _SNAPSHOT = """async () => {

@@ -31,15 +31,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_workflows import WORKFLOW_DIR, api_file_for, load_builder, load_example_module, ui_files
-
 import comfy_host
 from comfy_host import PACK_DIR_NAME
+from tests.helpers.workflows import WORKFLOW_DIR, api_file_for, load_builder, load_example_module, ui_files
 
 
 render = load_example_module("render_thumbnails.py")
 build = load_builder()
-CHROMIUM = render.find_chromium()  # (tests/test_browser_ui.py uses it)
+CHROMIUM = render.find_chromium()
 GRAPHS = {g.name: g for g in build.graphs()}
 
 

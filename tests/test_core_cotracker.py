@@ -16,25 +16,12 @@ import torch
 
 from fastvmt_core.cotracker import (ONLINE_WINDOW, CoTracker3, CoTrackerPointTracker, grid_points, load_cotracker)
 from fastvmt_core.fidelity import motion_fidelity_report
+from tests.helpers.synthetic import random_weights
 
 
 def cotracker_source() -> Path | None:
     root = Path(os.environ.get("COTRACKER_SOURCE") or Path.home() / "comfy" / "co-tracker").expanduser()
     return root if (root / "cotracker" / "predictor.py").is_file() else None
-
-
-def random_weights(seed: int, visibility_bias: float = -0.9) -> dict:
-    """A random state dict of the real network. The heads get a larger spread than the
-    released initialisation (whose tiny heads barely move a point) and a visibility bias
-    that puts some frames above the 0.9 threshold and some below, so tracks move and
-    visibility varies."""
-    torch.manual_seed(seed)
-    sd = CoTracker3().state_dict()
-    gen = torch.Generator().manual_seed(seed)
-    for key in ("updateformer.flow_head.weight", "updateformer.vis_conf_head.weight"):
-        sd[key] = torch.randn(sd[key].shape, generator=gen) * 0.05
-    sd["updateformer.vis_conf_head.bias"][0] = visibility_bias
-    return sd
 
 
 def random_clip(frames=4, h=60, w=80, seed=0):

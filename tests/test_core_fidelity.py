@@ -10,17 +10,10 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 
 from bench.fidelity_ranking import followed_subject, moving_disc, texture, variants  # noqa: E402
-from bench.fidelity_ranking import translating as synthetic_pan  # noqa: E402
 from fastvmt_core import fidelity  # noqa: E402
 from fastvmt_core.fidelity import (FidelityReport, draw_tracks, motion_fidelity,  # noqa: E402
                                    motion_fidelity_report, resample_frames, tracklet_correlation)
-
-H, W, T = 64, 80, 10
-
-
-def translating(frames=T, h=H, w=W, velocity=(2.0, 1.0), seed=0):
-    """A texture moving by ``velocity`` (vx, vy) pixels per frame (content moves, like a pan)."""
-    return synthetic_pan(frames, h, w, velocity=velocity, seed=seed)
+from tests.helpers.synthetic import H, T, W, translating  # noqa: E402
 
 
 def object_clip(velocity=(2, 0), start=(20, 22), seed=0, frames=T, box=20):

@@ -11,42 +11,40 @@ import torch
 
 pytest.importorskip("cv2")
 
-from tests.test_core_cotracker import random_weights  # noqa: E402
+from tests.helpers.graphs import builder  # noqa: E402
+from tests.helpers.synthetic import random_weights  # noqa: E402
 
 FRAMES, SIZE, STEP = 6, 64, (2, 1)  # 6 frames of 64x64, window moves 2 px right, 1 px down per frame
 
 
 def pan_nodes(g, prefix, order):
-    """Add crop + batch nodes for a pan over texture node "tex"; frames in ``order``; returns the last id."""
-    for k in range(FRAMES):
-        g[f"{prefix}crop{k}"] = {"class_type": "ImageCrop",
-                                 "inputs": {"image": ["tex", 0], "width": SIZE, "height": SIZE,
-                                            "x": STEP[0] * k, "y": STEP[1] * k}}
-    last = f"{prefix}crop{order[0]}"
+    """Add crop + batch nodes for a pan over texture node "tex"; frames in ``order``; returns the last node."""
+    crops = [g.node("ImageCrop", f"{prefix}crop{k}", image=g.lookup_node("tex").out(0), width=SIZE, height=SIZE,
+                    x=STEP[0] * k, y=STEP[1] * k) for k in range(FRAMES)]
+    last = crops[order[0]]
     for i, k in enumerate(order[1:]):
-        g[f"{prefix}batch{i}"] = {"class_type": "ImageBatch",
-                                  "inputs": {"image1": [last, 0], "image2": [f"{prefix}crop{k}", 0]}}
-        last = f"{prefix}batch{i}"
+        last = g.node("ImageBatch", f"{prefix}batch{i}", image1=last.out(0), image2=crops[k].out(0))
     return last
 
 
-def fidelity_graph(generated="same"):
-    g = {"tex": {"class_type": "FastVMTTestImage",
-                 "inputs": {"seed": 11, "frames": 1, "height": 96, "width": 112}}}
+def fidelity_builder(generated="same"):
+    g = builder()
+    g.node("FastVMTTestImage", "tex", seed=11, frames=1, height=96, width=112)
     ref = pan_nodes(g, "ref_", list(range(FRAMES)))
     if generated == "same":
         gen = ref
     elif generated == "reversed":
         gen = pan_nodes(g, "rev_", list(reversed(range(FRAMES))))
     else:  # independent random frames of another size: nothing trackable through all frames
-        g["noise"] = {"class_type": "FastVMTTestImage",
-                      "inputs": {"seed": 3, "frames": 4, "height": 48, "width": 40}}
-        gen = "noise"
-    g["fid"] = {"class_type": "FastVMTMotionFidelity",
-                "inputs": {"reference": [ref, 0], "generated": [gen, 0]}}
+        gen = g.node("FastVMTTestImage", "noise", seed=3, frames=4, height=48, width=40)
+    fid = g.node("FastVMTMotionFidelity", "fid", reference=ref.out(0), generated=gen.out(0))
     for i in range(3):
-        g[f"out{i}"] = {"class_type": "FastVMTTestInspect", "inputs": {"value": ["fid", i]}}
+        g.node("FastVMTTestInspect", f"out{i}", value=fid.out(i))
     return g
+
+
+def fidelity_graph(generated="same"):
+    return fidelity_builder(generated).finalize()
 
 
 def test_motion_fidelity_node_registered(fastvmt_pack):
@@ -81,14 +79,15 @@ def test_untrackable_clip_of_another_size_is_a_clear_zero(run_graph, fastvmt_pac
 
 
 def test_match_radius_reaches_the_metric(run_graph, fastvmt_pack):
-    g = fidelity_graph("reversed")
-    local = run_graph(g).raise_for_error().output("fid", 0)
-    g["fid"]["inputs"]["match_radius"] = 1.0   # the paper's unrestricted best match
-    anywhere = run_graph(g).raise_for_error()
+    g = fidelity_builder("reversed")
+    fid = g.lookup_node("fid")
+    local = run_graph(g.finalize()).raise_for_error().output("fid", 0)
+    fid.set_input("match_radius", 1.0)   # the paper's unrestricted best match
+    anywhere = run_graph(g.finalize()).raise_for_error()
     assert anywhere.output("fid", 0) != local
-    g["fid"]["inputs"]["match_radius"] = 0.0
+    fid.set_input("match_radius", 0.0)
     with pytest.raises(AssertionError, match="match_radius"):
-        run_graph(g)  # below the input's minimum: refused by ComfyUI's validation
+        run_graph(g.finalize())  # below the input's minimum: refused by ComfyUI's validation
 
 
 def test_ranking_command_on_clips_with_known_motion(tmp_path, capsys):
@@ -136,10 +135,11 @@ def test_cotracker_checkpoint_in_models_folder_is_a_tracker_choice(comfy, run_gr
     options = comfy.object_info()["FastVMTMotionFidelity"]["input"]["optional"]["tracker"]
     choices = options[0] if isinstance(options[0], list) else options[1]["options"]
     assert choices[0] == "KLT (built-in)" and cotracker_file in choices and "not_a_tracker.safetensors" in choices
-    g = fidelity_graph("same")
-    g["fid"]["inputs"]["tracker"] = cotracker_file
-    g["fid"]["inputs"]["max_tracks"] = 16
-    r = run_graph(g).raise_for_error()
+    g = fidelity_builder("same")
+    fid = g.lookup_node("fid")
+    fid.set_input("tracker", cotracker_file)
+    fid.set_input("max_tracks", 16)
+    r = run_graph(g.finalize()).raise_for_error()
     score, report, vis = r.output("fid")
     assert f"tracker: CoTracker3 ({cotracker_file})" in report and "tracks: reference 16, generated 16" in report
     # progress, one bar per clip: 6 frames make one group through the CNN, then 6 refinement passes
@@ -147,27 +147,28 @@ def test_cotracker_checkpoint_in_models_folder_is_a_tracker_choice(comfy, run_gr
     assert steps == [(k, 7) for k in range(8)] * 2, steps
     assert score == pytest.approx(1.0)          # identical clips, one deterministic tracker
     assert vis.shape == (FRAMES, SIZE, SIZE, 3)
-    g["fid"]["inputs"]["tracker"] = "KLT (built-in)"
-    assert "tracker: KLT" in run_graph(g).raise_for_error().output("fid", 1)
+    fid.set_input("tracker", "KLT (built-in)")
+    assert "tracker: KLT" in run_graph(g.finalize()).raise_for_error().output("fid", 1)
 
 
 def test_a_file_that_is_not_cotracker3_is_a_named_error(run_graph, fastvmt_pack, cotracker_file):
-    g = fidelity_graph("same")
-    g["fid"]["inputs"]["tracker"] = "not_a_tracker.safetensors"
-    r = run_graph(g)
+    g = fidelity_builder("same")
+    fid = g.lookup_node("fid")
+    fid.set_input("tracker", "not_a_tracker.safetensors")
+    r = run_graph(g.finalize())
     assert not r.success
     text = r.error_text()
     assert "tracker: cannot use 'not_a_tracker.safetensors' as CoTracker3" in text
     assert "scaled_offline.pth" in text and "KLT (built-in)" in text
-    g["fid"]["inputs"]["tracker"] = "missing.pth"
+    fid.set_input("tracker", "missing.pth")
     with pytest.raises(AssertionError, match="tracker"):
-        run_graph(g).raise_for_error()   # not in the list: refused by ComfyUI's validation
+        run_graph(g.finalize()).raise_for_error()   # not in the list: refused by ComfyUI's validation
 
 
 def test_cotracker_stops_when_interrupted(comfy, run_graph, fastvmt_pack, cotracker_file, monkeypatch):
     seen = comfy.interrupt_at_progress(monkeypatch, "fid", 0)
-    g = fidelity_graph("reversed")
-    g["fid"]["inputs"].update(tracker=cotracker_file, max_tracks=4)
-    stopped = run_graph(g)
+    g = fidelity_builder("reversed")
+    g.lookup_node("fid").inputs.update(tracker=cotracker_file, max_tracks=4)
+    stopped = run_graph(g.finalize())
     assert not stopped.success and stopped.events_of("execution_interrupted")
     assert seen == [0], seen          # stopped after the first group of frames, in the first clip

@@ -6,7 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.test_nodes_host import base_graph, report, samples
+from tests.helpers.graphs import GUIDED, base_builder, base_graph, inspect, ksampler_like, lora_graph, report, samples
+from tests.helpers.synthetic import write_lora_and_merged
 
 FP8_MAX = 448.0  # largest float8_e4m3fn
 
@@ -43,13 +44,10 @@ def test_guidance_runs_on_every_weight_dtype(run_graph, comfy, tiny_wan, scaled_
     """The fast fp8 Linear has no backward ('derivative for aten::_scaled_mm is not
     implemented'); gradient passes take the cast + F.linear path instead."""
     name = tiny_wan if checkpoint == "fp32" else scaled_fp8_wan
-    g = base_graph(name, settings={"inner_steps": 4, "lr_start": 0.05, "lr_end": 0.05})
-    g["model"]["inputs"]["weight_dtype"] = weight_dtype
-    g["plain"] = {"class_type": "KSampler", "inputs": {**g["sample"]["inputs"]}}
-    for key in ("motion", "settings"):
-        g["plain"]["inputs"].pop(key, None)
-    g["out_plain"] = {"class_type": "FastVMTTestInspect", "inputs": {"value": ["plain", 0]}}
-    r = run_graph(g).raise_for_error()
+    g = base_builder(name, settings={"inner_steps": 4, "lr_start": 0.05, "lr_end": 0.05})
+    g.lookup_node("model").set_input("weight_dtype", weight_dtype)
+    inspect(g, ksampler_like(g, "plain", g.lookup_node("sample")))
+    r = run_graph(g.finalize()).raise_for_error()
     (step,) = report(r)["steps"]
     assert step["stopped"] is None and step["losses"][-1] < step["losses"][0], step
     assert torch.isfinite(samples(r)).all() and not torch.equal(samples(r), samples(r, "plain"))
@@ -66,43 +64,10 @@ def test_fast_fp8_really_takes_the_scaled_mm_path(run_graph, comfy, scaled_fp8_w
         return original(*args, **kwargs)
 
     monkeypatch.setattr(torch, "_scaled_mm", counting)
-    g = base_graph(scaled_fp8_wan, settings={"mode": "No_transfer"})
-    g["model"]["inputs"]["weight_dtype"] = "fp8_e4m3fn_fast"
-    run_graph(g).raise_for_error()
+    g = base_builder(scaled_fp8_wan, settings={"mode": "No_transfer"})
+    g.lookup_node("model").set_input("weight_dtype", "fp8_e4m3fn_fast")
+    run_graph(g.finalize()).raise_for_error()
     assert calls
-
-
-LORA_STRENGTH = 0.8
-GUIDED = {"inner_steps": 4, "lr_start": 0.05, "lr_end": 0.05}
-
-
-def write_lora_and_merged(comfy, model_name):
-    """A LoRA on every self-attention projection (the motion block's q/k included) and the
-    checkpoint with it merged in at LORA_STRENGTH; returns their file names."""
-    base = load_file(comfy.model_dir("diffusion_models") / model_name)
-    gen = torch.Generator().manual_seed(3)
-    lora, merged, rank = {}, dict(base), 4
-    for key in [k for k in base if ".self_attn." in k and k.endswith(".weight") and base[k].ndim == 2]:
-        w = base[key]
-        up = torch.randn(w.shape[0], rank, generator=gen) * 0.1
-        down = torch.randn(rank, w.shape[1], generator=gen) * 0.1
-        stem = "diffusion_model." + key[:-len(".weight")]
-        lora[stem + ".lora_up.weight"], lora[stem + ".lora_down.weight"] = up, down
-        merged[key] = w + LORA_STRENGTH * (up @ down)
-    save_file(lora, str(comfy.model_dir("loras") / "fastvmt_test_lora.safetensors"))
-    merged_name = "fastvmt_tiny_wan_lora_merged.safetensors"
-    save_file(merged, str(comfy.model_dir("diffusion_models") / merged_name))
-    comfy.refresh_file_lists()
-    return "fastvmt_test_lora.safetensors", merged_name
-
-
-def lora_graph(model_name, lora_name, settings=GUIDED):
-    g = base_graph(model_name, settings=settings)
-    g["lora"] = {"class_type": "LoraLoaderModelOnly",
-                 "inputs": {"model": ["model", 0], "lora_name": lora_name, "strength_model": LORA_STRENGTH}}
-    for node in ("motion", "sample"):
-        g[node]["inputs"]["model"] = ["lora", 0]
-    return g
 
 
 def test_guided_result_with_a_lora_equals_the_merged_checkpoint(run_graph, comfy, tiny_wan, fastvmt_pack):
@@ -136,16 +101,15 @@ def tiny_vace(comfy, fastvmt_pack):
 
 
 def vace_graph(model, vae, settings):
-    g = base_graph(model, settings=settings)
-    g["vae"] = {"class_type": "VAELoader", "inputs": {"vae_name": vae}}
-    g["vace"] = {"class_type": "WanVaceToVideo",
-                 "inputs": {"positive": ["pos", 0], "negative": ["neg", 0], "vae": ["vae", 0], "width": 96,
-                            "height": 64, "length": 9, "batch_size": 1, "strength": 1.0}}
-    g["sample"]["inputs"].update(positive=["vace", 0], negative=["vace", 1], latent_image=["vace", 2])
-    g["plain"] = {"class_type": "KSampler", "inputs": {k: v for k, v in g["sample"]["inputs"].items()
-                                                       if k not in ("motion", "settings")}}
-    g["out_plain"] = {"class_type": "FastVMTTestInspect", "inputs": {"value": ["plain", 0]}}
-    return g
+    g = base_builder(model, settings=settings)
+    vae_node = g.node("VAELoader", "vae", vae_name=vae)
+    vace = g.node("WanVaceToVideo", "vace", positive=g.lookup_node("pos").out(0), negative=g.lookup_node("neg").out(0),
+                  vae=vae_node.out(0), width=96, height=64, length=9, batch_size=1, strength=1.0)
+    sample = g.lookup_node("sample")
+    for name, slot in (("positive", 0), ("negative", 1), ("latent_image", 2)):
+        sample.set_input(name, vace.out(slot))
+    inspect(g, ksampler_like(g, "plain", sample))
+    return g.finalize()
 
 
 def test_guidance_on_a_vace_model(run_graph, tiny_vace, tiny_vae):
@@ -165,14 +129,13 @@ def test_torch_compile_model_with_guidance(run_graph, comfy, fastvmt_pack):
     eager model (no recompiles per pass). With a zero learning rate the guided run equals the
     compiled plain run. A 2-block model keeps the compile short."""
     name = comfy.tiny_wan(num_layers=2)
-    g = base_graph(name, block=1, steps=3, settings={"inner_steps": 4, "lr_start": 0.0, "lr_end": 0.0,
-                                                     "guided_fraction": 0.34})
-    g["compiled"] = {"class_type": "TorchCompileModel", "inputs": {"model": ["model", 0], "backend": "inductor"}}
-    g["sample"]["inputs"]["model"] = ["compiled", 0]
-    g["plain"] = {"class_type": "KSampler", "inputs": {k: v for k, v in g["sample"]["inputs"].items()
-                                                       if k not in ("motion", "settings")}}
-    g["out_plain"] = {"class_type": "FastVMTTestInspect", "inputs": {"value": ["plain", 0]}}
-    r = run_graph(g).raise_for_error()
+    g = base_builder(name, block=1, steps=3, settings={"inner_steps": 4, "lr_start": 0.0, "lr_end": 0.0,
+                                                       "guided_fraction": 0.34})
+    compiled = g.node("TorchCompileModel", "compiled", model=g.lookup_node("model").out(0), backend="inductor")
+    sample = g.lookup_node("sample")
+    sample.set_input("model", compiled.out(0))
+    inspect(g, ksampler_like(g, "plain", sample))
+    r = run_graph(g.finalize()).raise_for_error()
     assert report(r)["n_guided"] == 1 and report(r)["steps"][0]["gradient_evaluations"] == 2
     assert torch.equal(samples(r), samples(r, "plain"))
 
@@ -181,10 +144,10 @@ def test_a_model_without_gradient_gets_an_error_naming_the_format_and_the_way_ou
     """A forward that drops autograd (here a test wrapper under torch.no_grad, as a format or
     kernel without backward would) stops at the first gradient pass with a clear error,
     not AdamW's 'element 0 of tensors does not require grad'."""
-    g = base_graph(tiny_wan, settings=GUIDED)
-    g["nograd"] = {"class_type": "FastVMTTestNoGradModel", "inputs": {"model": ["model", 0]}}
-    g["sample"]["inputs"]["model"] = ["nograd", 0]
-    r = run_graph(g)
+    g = base_builder(tiny_wan, settings=GUIDED)
+    nograd = g.node("FastVMTTestNoGradModel", "nograd", model=g.lookup_node("model").out(0))
+    g.lookup_node("sample").set_input("model", nograd.out(0))
+    r = run_graph(g.finalize())
     assert not r.success and r.error_node == "sample", r.error_text()
     msg = r.exception_message
     assert "does not carry one" in msg and "weight_dtype 'default'" in msg and "float32" in msg, msg

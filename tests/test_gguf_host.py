@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from comfy_host import PackLoadError
-from tests.test_nodes_host import base_graph, report, samples
+from tests.helpers.graphs import base_builder, base_graph, replace_node, report, samples
 
 gguf = pytest.importorskip("gguf", reason="the gguf package (requirements-dev.txt) writes the test files")
 
@@ -117,9 +117,9 @@ def test_guided_result_on_gguf_equals_the_dequantised_weights(run_graph, comfy, 
     themselves; its layers dequantise into a fresh tensor on every call, which is what lets
     autograd through. Losses and the guided latent match the dequantised safetensors model."""
     gguf_name = tiny_wan_gguf[qtype]
-    g = base_graph(gguf_name, settings=SETTINGS)
-    g["model"] = {"class_type": "UnetLoaderGGUF", "inputs": {"unet_name": gguf_name}}
-    a = run_graph(g).raise_for_error()
+    g = base_builder(gguf_name, settings=SETTINGS)
+    replace_node(g, "model", "UnetLoaderGGUF", unet_name=gguf_name)
+    a = run_graph(g.finalize()).raise_for_error()
     dm = a.output("model", 0).model.diffusion_model
     assert type(dm.blocks[0].ffn[0].weight).__name__ == "GGMLTensor"
     assert dm.blocks[0].ffn[0].weight.tensor_type.name == qtype

@@ -7,13 +7,13 @@ import torch
 
 import comfy_host
 from comfy_host import GraphValidationError
+from tests.helpers.graphs import builder
 
 
-def t2v_graph(unet_name, *, seed=42, channels=16, steps=2, cfg=5.0, latent=None):
+def t2v_builder(unet_name, *, seed=42, channels=16, steps=2, cfg=5.0, latent=None):
     """UNETLoader + test conditioning + empty video latent + KSampler + Inspect (ids "1".."6",
-    from ComfyUI's GraphBuilder)."""
-    from comfy_execution.graph_utils import GraphBuilder
-    g = GraphBuilder(prefix="")
+    GraphBuilder's own); ``latent``: (class_type, inputs) of another latent node."""
+    g = builder()
     unet = g.node("UNETLoader", unet_name=unet_name, weight_dtype="default")
     pos = g.node("FastVMTTestConditioning", seed=1, tokens=8, text="a cat walking")
     neg = g.node("FastVMTTestConditioning", seed=2, tokens=8, text="")
@@ -22,11 +22,15 @@ def t2v_graph(unet_name, *, seed=42, channels=16, steps=2, cfg=5.0, latent=None)
         # template: 16 channels, 1 + (length - 1) // 4 frames, /8 spatially.
         lat = g.node("EmptyHunyuanLatentVideo", width=64, height=64, length=5, batch_size=1)
     else:
-        lat = g.node(latent["class_type"], **latent["inputs"])
+        lat = g.node(latent[0], **latent[1])
     sample = g.node("KSampler", model=unet.out(0), positive=pos.out(0), negative=neg.out(0), latent_image=lat.out(0),
                     seed=seed, steps=steps, cfg=cfg, sampler_name="euler", scheduler="simple", denoise=1.0)
     g.node("FastVMTTestInspect", value=sample.out(0))
-    return g.finalize()
+    return g
+
+
+def t2v_graph(unet_name, **kw):
+    return t2v_builder(unet_name, **kw).finalize()
 
 
 def test_tiny_wan_is_detected_as_wan21(comfy, tiny_wan):
@@ -81,10 +85,10 @@ def test_cache_reset_by_default_and_kept_on_request(run_graph, tiny_wan):
 
 
 def test_output_node_ui_and_test_conditioning(run_graph):
-    g = {
-        "1": {"class_type": "FastVMTTestConditioning", "inputs": {"seed": 5, "tokens": 11, "text": "x"}},
-        "2": {"class_type": "FastVMTTestInspect", "inputs": {"value": ["1", 0]}},
-    }
+    b = builder()  # ids "1", "2"
+    cond = b.node("FastVMTTestConditioning", seed=5, tokens=11, text="x")
+    b.node("FastVMTTestInspect", value=cond.out(0))
+    g = b.finalize()
     res = run_graph(g).raise_for_error()
     assert res.targets == ["2"]
     (cond,) = res.output("1")
@@ -98,11 +102,11 @@ def test_output_node_ui_and_test_conditioning(run_graph):
 
 
 def test_validation_error_is_reported(run_graph, tiny_wan):
-    g = t2v_graph(tiny_wan)
-    g["5"]["inputs"]["sampler_name"] = "no_such_sampler"
-    g["4"]["inputs"]["width"] = "wide"
+    g = t2v_builder(tiny_wan)
+    g.lookup_node("5").set_input("sampler_name", "no_such_sampler")
+    g.lookup_node("4").set_input("width", "wide")
     with pytest.raises(GraphValidationError) as ei:
-        run_graph(g)
+        run_graph(g.finalize())
     err = ei.value
     assert set(err.node_errors) == {"4", "5"}
     assert err.node_errors["5"]["class_type"] == "KSampler"
@@ -114,13 +118,14 @@ def test_validation_error_is_reported(run_graph, tiny_wan):
         run_graph(g)
 
     with pytest.raises(AssertionError, match="does not exist"):
-        run_graph({"1": {"class_type": "FastVMTTestNoSuchNode", "inputs": {}}})
+        unknown = builder()
+        unknown.node("FastVMTTestNoSuchNode")
+        run_graph(unknown.finalize())
 
 
 def test_execution_error_is_reported(run_graph, tiny_wan):
     # valid graph, but latent channels do not fit the model -> runtime error in KSampler
-    latent = {"class_type": "FastVMTTestLatent",
-              "inputs": {"seed": 0, "channels": 5, "frames": 2, "height": 8, "width": 8}}
+    latent = ("FastVMTTestLatent", {"seed": 0, "channels": 5, "frames": 2, "height": 8, "width": 8})
     res = run_graph(t2v_graph(tiny_wan, latent=latent))
     assert not res.success
     assert res.error_node == "5"
@@ -134,8 +139,7 @@ def test_execution_error_is_reported(run_graph, tiny_wan):
 def test_wan48_model_loads_and_samples(run_graph, tiny_wan48):
     import comfy.model_base as model_base
 
-    latent = {"class_type": "FastVMTTestLatent",
-              "inputs": {"seed": 0, "channels": 48, "frames": 2, "height": 8, "width": 8, "scale": 0.0}}
+    latent = ("FastVMTTestLatent", {"seed": 0, "channels": 48, "frames": 2, "height": 8, "width": 8, "scale": 0.0})
     res = run_graph(t2v_graph(tiny_wan48, latent=latent)).raise_for_error()
     model = res.output("1", 0).model
     assert isinstance(model, model_base.WAN21)  # WAN22 (5B) subclasses WAN21
@@ -145,14 +149,13 @@ def test_wan48_model_loads_and_samples(run_graph, tiny_wan48):
 
 
 def test_vae_roundtrip(run_graph, tiny_vae):
-    g = {
-        "1": {"class_type": "VAELoader", "inputs": {"vae_name": tiny_vae}},
-        "2": {"class_type": "FastVMTTestImage", "inputs": {"seed": 0, "frames": 5, "height": 64, "width": 64}},
-        "3": {"class_type": "VAEEncode", "inputs": {"pixels": ["2", 0], "vae": ["1", 0]}},
-        "4": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["1", 0]}},
-        "5": {"class_type": "FastVMTTestInspect", "inputs": {"value": ["4", 0]}},
-    }
-    res = run_graph(g).raise_for_error()
+    g = builder()  # ids "1".."5"
+    vae = g.node("VAELoader", vae_name=tiny_vae)
+    image = g.node("FastVMTTestImage", seed=0, frames=5, height=64, width=64)
+    encoded = g.node("VAEEncode", pixels=image.out(0), vae=vae.out(0))
+    decoded = g.node("VAEDecode", samples=encoded.out(0), vae=vae.out(0))
+    g.node("FastVMTTestInspect", value=decoded.out(0))
+    res = run_graph(g.finalize()).raise_for_error()
     vae = res.output("1", 0)
     assert vae.latent_channels == 16 and type(vae.first_stage_model).__module__ == "comfy.ldm.wan.vae"
     lat = res.output("3", 0)["samples"]

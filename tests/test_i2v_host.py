@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from bench.sampling import settings_inputs
-from tests.test_nodes_host import report, samples
+from tests.helpers.graphs import builder, replace_node, report, samples
 
 SIZE, LENGTH = 64, 5            # pixels, frames: Wan 2.1 VAE latent 2 x 8 x 8
 SIZE_5B = 128                   # Wan 2.2 VAE (/16): latent 2 x 8 x 8
@@ -47,17 +47,12 @@ def records():
     cls.records.clear()
 
 
-def _builder():
-    from comfy_execution.graph_utils import GraphBuilder
-    return GraphBuilder(prefix="")
-
-
-def concat_graph(model, vae, *, clip=True, settings=GUIDED, start=True, ref_size=SIZE, extract_clip=None,
-                 expected=False):
+def concat_builder(model, vae, *, clip=True, settings=GUIDED, start=True, ref_size=SIZE, extract_clip=None,
+                   expected=False):
     """WanImageToVideo generation with a start image and Extract Motion on a reference clip;
     with ``expected``, also WanImageToVideo / CLIPVisionEncode on the reference's first frame
     ("expected_*")."""
-    g = _builder()
+    g = builder()
     unet = g.node("UNETLoader", "model", unet_name=model, weight_dtype="default")
     rec = g.node("FastVMTTestRecordModelCalls", "rec", model=unet.out(0))
     vae = g.node("VAELoader", "vae", vae_name=vae)
@@ -91,7 +86,11 @@ def concat_graph(model, vae, *, clip=True, settings=GUIDED, start=True, ref_size
                     latent_image=gen.out(2), denoise=1.0, motion=motion.out(0),
                     settings=g.node("FastVMTStepSkipSettings", "settings", **settings_inputs(**settings)).out(0))
     g.node("FastVMTTestInspect", "out", value=sample.out(0))
-    return g.finalize()
+    return g
+
+
+def concat_graph(model, vae, **kw):
+    return concat_builder(model, vae, **kw).finalize()
 
 
 def _latent_in(x):
@@ -151,12 +150,12 @@ def test_zero_lr_i2v_equals_plain_sampling(run_graph, models, tiny_vae):
     assert torch.equal(samples(guided), samples(plain))
 
 
-def masked_graph(model, *, ti2v, vae=None, settings=GUIDED, guided=True):
+def masked_builder(model, *, ti2v, vae=None, settings=GUIDED, guided=True):
     """A latent whose first frame is held by a noise mask: Wan22ImageToVideoLatent (TI2V), or a
     T2V latent under SetLatentNoiseMask. Apply FastVMT Motion + KSamplerAdvanced stopping after
     the first (guided) step with its leftover noise, so the returned latent is the sampler's own
     latent, held entries included."""
-    g = _builder()
+    g = builder()
     unet = g.node("UNETLoader", "model", unet_name=model, weight_dtype="default")
     rec = g.node("FastVMTTestRecordModelCalls", "rec", model=unet.out(0))
     pos = g.node("FastVMTTestConditioning", "pos", seed=1, tokens=8, text="a fox")
@@ -186,7 +185,11 @@ def masked_graph(model, *, ti2v, vae=None, settings=GUIDED, guided=True):
                     latent_image=latent.out(0), start_at_step=0, end_at_step=1, return_with_leftover_noise="enable")
     g.node("FastVMTTestInspect", "out", value=sample.out(0))
     g.node("FastVMTTestInspect", "out_motion", value=motion.out(0))
-    return g.finalize()
+    return g
+
+
+def masked_graph(model, **kw):
+    return masked_builder(model, **kw).finalize()
 
 
 @pytest.fixture(scope="module")
@@ -249,11 +252,11 @@ def _error(run_graph, graph) -> str:
 
 
 def test_t2v_motion_with_an_i2v_model_is_refused(run_graph, models, tiny_vae, records):
-    g = concat_graph(models["wan22_i2v"], tiny_vae, clip=False)
+    g = concat_builder(models["wan22_i2v"], tiny_vae, clip=False)
     # A motion extracted with a text-to-video model (same 16 channels, same latent size).
-    g["t2v"] = {"class_type": "UNETLoader", "inputs": {"unet_name": models["t2v"], "weight_dtype": "default"}}
-    g["motion"]["inputs"]["model"] = ["t2v", 0]
-    msg = _error(run_graph, g)
+    t2v = g.node("UNETLoader", "t2v", unet_name=models["t2v"], weight_dtype="default")
+    g.lookup_node("motion").set_input("model", t2v.out(0))
+    msg = _error(run_graph, g.finalize())
     assert "motion" in msg and "image-to-video" in msg and "Re-extract" in msg
     assert not records  # refused before any model call
 
@@ -270,20 +273,20 @@ def test_wan21_i2v_extraction_needs_clip_vision(run_graph, models, tiny_vae):
 
 
 def test_i2v_extraction_needs_frames_and_vae(run_graph, models, tiny_vae):
-    g = concat_graph(models["wan22_i2v"], tiny_vae, clip=False)
-    g["ref_latent"] = {"class_type": "FastVMTTestLatent",
-                       "inputs": {"seed": 3, "channels": 16, "frames": 2, "height": 8, "width": 8}}
-    inputs = g["motion"]["inputs"]
-    del inputs["images"], inputs["vae"]
-    inputs["latent"] = ["ref_latent", 0]
-    msg = _error(run_graph, g)
+    g = concat_builder(models["wan22_i2v"], tiny_vae, clip=False)
+    ref_latent = g.node("FastVMTTestLatent", "ref_latent", seed=3, channels=16, frames=2, height=8, width=8)
+    motion = g.lookup_node("motion")
+    motion.set_input("images", None)
+    motion.set_input("vae", None)
+    motion.set_input("latent", ref_latent.out(0))
+    msg = _error(run_graph, g.finalize())
     assert msg.startswith("images / vae:") and "instead of an encoded latent" in msg
 
 
 def test_reference_of_another_size_is_refused(run_graph, models, tiny_vae, records):
-    g = concat_graph(models["wan22_i2v"], tiny_vae, clip=False)
-    g["motion"]["inputs"]["width"] = 96
-    msg = _error(run_graph, g)
+    g = concat_builder(models["wan22_i2v"], tiny_vae, clip=False)
+    g.lookup_node("motion").set_input("width", 96)
+    msg = _error(run_graph, g.finalize())
     assert "reference latent is 2 frames x 8x12" in msg and "latent being sampled is 2 frames x 8x8" in msg
     assert not records
 
@@ -300,9 +303,9 @@ def test_ti2v_generation_with_a_motion_lacking_image_conditioning_is_refused(run
     path.unlink(missing_ok=True)
     motion_mod.write_motion_file(old, str(path))
     records.clear()
-    g = masked_graph(models["ti2v"], ti2v=True, vae=tiny_vae22)
-    g["motion"] = {"class_type": "FastVMTLoadMotion", "inputs": {"motion_file": path.name}}
-    r = run_graph(g, keep_cache=True)
+    g = masked_builder(models["ti2v"], ti2v=True, vae=tiny_vae22)
+    replace_node(g, "motion", "FastVMTLoadMotion", motion_file=path.name)
+    r = run_graph(g.finalize(), keep_cache=True)
     msg = r.exception_message
     assert msg is not None
     assert "TI2V" in msg and "Wan22ImageToVideoLatent" in msg and "Re-extract" in msg

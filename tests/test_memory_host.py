@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.test_formats_host import GUIDED, lora_graph, write_lora_and_merged
-from tests.test_nodes_host import BLOCK, base_graph, report, samples
+from tests.helpers.graphs import BLOCK, GUIDED, base_graph, lora_graph, report, samples
+from tests.helpers.synthetic import write_lora_and_merged
 
 REPO = Path(__file__).resolve().parent.parent
 SMALL_DEVICE = 64 * 2**20

@@ -14,14 +14,15 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from comfy_host import GraphValidationError, pack_module
-from tests.test_nodes_host import base_graph
+from tests.helpers.graphs import base_builder, base_graph, builder, inspect, plain_graph
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def load_graph(name):
-    return {"load": {"class_type": "FastVMTLoadMotion", "inputs": {"motion_file": name}},
-            "out": {"class_type": "FastVMTTestInspect", "inputs": {"value": ["load", 0]}}}
+    g = builder()
+    inspect(g, g.node("FastVMTLoadMotion", "load", motion_file=name), "out")
+    return g.finalize()
 
 
 def load_error(run_graph, name) -> str:
@@ -34,11 +35,17 @@ def load_error(run_graph, name) -> str:
     return r.exception_message
 
 
-def save_graph(tiny_wan, prefix, **kw):
-    g = base_graph(tiny_wan, **kw)
-    del g["sample"], g["out"]
-    g["save"] = {"class_type": "FastVMTSaveMotion", "inputs": {"motion": ["motion", 0], "filename_prefix": prefix}}
+def save_builder(tiny_wan, prefix, **kw):
+    """The base graph's Extract Motion into Save Motion (no sampler)."""
+    g = base_builder(tiny_wan, **kw)
+    g.remove_node("sample")
+    g.remove_node("out")
+    g.node("FastVMTSaveMotion", "save", motion=g.lookup_node("motion").out(0), filename_prefix=prefix)
     return g
+
+
+def save_graph(tiny_wan, prefix, **kw):
+    return save_builder(tiny_wan, prefix, **kw).finalize()
 
 
 def saved(result):
@@ -111,10 +118,10 @@ def test_save_motion_refuses_a_prefix_that_leaves_the_output_folder(run_graph, t
 @pytest.fixture(scope="module")
 def valid_file(comfy, tiny_wan, fastvmt_pack):
     """(metadata, tensors) of a real saved motion, with conditioning and a pooled output."""
-    g = save_graph(tiny_wan, "fastvmt/fuzz_base")
-    g["motion"]["inputs"]["conditioning"] = ["neg", 0]
+    g = save_builder(tiny_wan, "fastvmt/fuzz_base")
+    g.lookup_node("motion").set_input("conditioning", g.lookup_node("neg").out(0))
     from comfy_host import get_host
-    r = get_host().run_graph(g).raise_for_error()
+    r = get_host().run_graph(g.finalize()).raise_for_error()
     with safe_open(str(comfy.output_dir / "fastvmt" / saved(r)["filename"]), framework="pt") as fh:
         meta, tensors = dict(fh.metadata()), {k: fh.get_tensor(k) for k in fh.keys()}
     meta["conditioning"] = json.dumps([{"pooled": True}])
@@ -216,19 +223,16 @@ def valid_i2v_file(comfy, fastvmt_pack):
     """(metadata, tensors) of a motion saved from a tiny Wan 2.1 I2V model: concat latent,
     mask and CLIP-vision tokens of the reference's first frame."""
     model = comfy.tiny_wan(in_dim=36, out_dim=16, model_type="i2v", dim=128, num_layers=3, ffn_dim=256)
-    g = {
-        "model": {"class_type": "UNETLoader", "inputs": {"unet_name": model, "weight_dtype": "default"}},
-        "vae": {"class_type": "VAELoader", "inputs": {"vae_name": comfy.tiny_vae()}},
-        "vision": {"class_type": "FastVMTTestClipVision", "inputs": {"seed": 0}},
-        "frames": {"class_type": "FastVMTTestImage", "inputs": {"seed": 12, "frames": 5, "height": 64, "width": 64}},
-        "motion": {"class_type": "FastVMTExtractMotion", "inputs": {
-            "model": ["model", 0], "images": ["frames", 0], "vae": ["vae", 0], "clip_vision": ["vision", 0],
-            "width": 64, "height": 64, "length": 5, "motion_block": 1, "temporal_span": 1, "window": 3,
-            "tile_rows": 1, "tile_cols": 1, "tau": 1.0}},
-        "save": {"class_type": "FastVMTSaveMotion", "inputs": {"motion": ["motion", 0],
-                                                               "filename_prefix": "fastvmt/i2v_base"}},
-    }
-    r = comfy.run_graph(g).raise_for_error()
+    g = builder()
+    unet = g.node("UNETLoader", "model", unet_name=model, weight_dtype="default")
+    vae = g.node("VAELoader", "vae", vae_name=comfy.tiny_vae())
+    vision = g.node("FastVMTTestClipVision", "vision", seed=0)
+    frames = g.node("FastVMTTestImage", "frames", seed=12, frames=5, height=64, width=64)
+    motion = g.node("FastVMTExtractMotion", "motion", model=unet.out(0), images=frames.out(0), vae=vae.out(0),
+                    clip_vision=vision.out(0), width=64, height=64, length=5, motion_block=1, temporal_span=1,
+                    window=3, tile_rows=1, tile_cols=1, tau=1.0)
+    g.node("FastVMTSaveMotion", "save", motion=motion.out(0), filename_prefix="fastvmt/i2v_base")
+    r = comfy.run_graph(g.finalize()).raise_for_error()
     filename = saved(r)["filename"]
     with safe_open(str(comfy.output_dir / "fastvmt" / filename), framework="pt") as fh:
         meta, tensors = dict(fh.metadata()), {k: fh.get_tensor(k) for k in fh.keys()}
@@ -297,13 +301,14 @@ def test_save_then_load_round_trips(run_graph, comfy, tiny_wan, fastvmt_pack, se
     """Random sizes, extraction settings and conditioning: Load Motion returns what Save Motion got."""
     g_ = torch.Generator().manual_seed(seed)
     pick = lambda lo, hi: int(torch.randint(lo, hi + 1, (1,), generator=g_))  # noqa: E731
-    g = save_graph(tiny_wan, f"fastvmt/round_{seed}", frames=pick(1, 4))
-    g["ref"]["inputs"].update(height=2 * pick(2, 6), width=2 * pick(2, 6))
-    g["motion"]["inputs"].update(motion_block=pick(0, 15), temporal_span=pick(1, 6), window=2 * pick(1, 10) + 1,
-                                 tile_rows=pick(1, 4), tile_cols=pick(1, 4), tau=round(0.1 + pick(0, 30) / 10, 2))
+    g = save_builder(tiny_wan, f"fastvmt/round_{seed}", frames=pick(1, 4))
+    ref, motion = g.lookup_node("ref"), g.lookup_node("motion")
+    ref.inputs.update(height=2 * pick(2, 6), width=2 * pick(2, 6))
+    motion.inputs.update(motion_block=pick(0, 15), temporal_span=pick(1, 6), window=2 * pick(1, 10) + 1,
+                         tile_rows=pick(1, 4), tile_cols=pick(1, 4), tau=round(0.1 + pick(0, 30) / 10, 2))
     if seed % 2:
-        g["motion"]["inputs"]["conditioning"] = ["pos", 0]
-    r = run_graph(g).raise_for_error()
+        motion.set_input("conditioning", g.lookup_node("pos").out(0))
+    r = run_graph(g.finalize()).raise_for_error()
     loaded = run_graph(load_graph(f"fastvmt/round_{seed}_00001_.safetensors [output]")).raise_for_error()
     a, b = r.output("motion", 0), loaded.output("load", 0)
     assert torch.equal(a.latent, b.latent) and a.latent.dtype == b.latent.dtype
@@ -318,23 +323,12 @@ def test_save_then_load_round_trips(run_graph, comfy, tiny_wan, fastvmt_pack, se
 PLAIN_SCRIPT = """
 import tempfile, torch
 import comfy_host
-from tests.test_motion_files_host import plain_graph
+from tests.helpers.graphs import plain_graph
 host = comfy_host.bootstrap(tempfile.mkdtemp())
 host.require_pack()
 r = host.run_graph(plain_graph(host.tiny_wan())).raise_for_error()
 torch.save(r.output("plain", 0)["samples"], {out!r})
 """
-
-
-def plain_graph(model):
-    g = base_graph(model)
-    del g["sample"], g["out"], g["motion"], g["ref"]
-    g["plain"] = {"class_type": "KSampler",
-                  "inputs": {"model": ["model", 0], "seed": 11, "steps": 4, "cfg": 3.0, "sampler_name": "euler",
-                             "scheduler": "simple", "positive": ["pos", 0], "negative": ["neg", 0],
-                             "latent_image": ["empty", 0], "denoise": 1.0}}
-    g["out_plain"] = {"class_type": "FastVMTTestInspect", "inputs": {"value": ["plain", 0]}}
-    return g
 
 
 @pytest.fixture(scope="module")

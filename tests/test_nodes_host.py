@@ -8,50 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from fastvmt_core import FastVMTSettings
 from comfy_host import GraphValidationError
-
-
-def settings_inputs(**overrides):
-    """Step-Skip Settings inputs: the dataclass defaults with ``overrides``."""
-    return FastVMTSettings().step_skip_inputs(**overrides)
-
-# Reference and generation: 3 latent frames (9 video frames) of 8x12 latent pixels -> 3 x 4 x 6 tokens.
-FRAMES, LAT_H, LAT_W = 3, 8, 12
-BLOCK = 3
-
-
-def base_graph(model, *, channels=16, block=BLOCK, frames=FRAMES, settings=None, sampler="euler", steps=5,
-               denoise=1.0, ref_frames=None):
-    """UNETLoader + test conditioning + reference latent + Extract Motion + Guidance Sampler,
-    built with ComfyUI's GraphBuilder (node ids are the names tests refer to)."""
-    from comfy_execution.graph_utils import GraphBuilder
-    g = GraphBuilder(prefix="")
-    unet = g.node("UNETLoader", "model", unet_name=model, weight_dtype="default")
-    pos = g.node("FastVMTTestConditioning", "pos", seed=1, tokens=8, text="a red fox")
-    neg = g.node("FastVMTTestConditioning", "neg", seed=2, tokens=8, text="blurry")
-    ref = g.node("FastVMTTestLatent", "ref", seed=3, channels=channels, frames=ref_frames or frames, height=LAT_H,
-                 width=LAT_W)
-    empty = g.node("FastVMTTestLatent", "empty", seed=4, channels=channels, frames=frames, height=LAT_H, width=LAT_W,
-                   scale=0.0)
-    motion = g.node("FastVMTExtractMotion", "motion", model=unet.out(0), latent=ref.out(0), width=832, height=480,
-                    length=81, motion_block=block, temporal_span=5, window=21, tile_rows=3, tile_cols=4, tau=1.0)
-    sample = g.node("FastVMTGuidanceSampler", "sample", model=unet.out(0), seed=7, steps=steps, cfg=1.0,
-                    sampler_name=sampler, scheduler="simple", positive=pos.out(0), negative=neg.out(0),
-                    latent_image=empty.out(0), denoise=denoise, motion=motion.out(0))
-    g.node("FastVMTTestInspect", "out", value=sample.out(0))
-    if settings is not None:
-        sample.set_input("settings", g.node("FastVMTStepSkipSettings", "settings",
-                                            **settings_inputs(**settings)).out(0))
-    return g.finalize()
-
-
-def report(result, node="sample"):
-    return result.ui_output(node)["fastvmt_report"][0]
-
-
-def samples(result, node="sample"):
-    return result.output(node, 0)["samples"]
+from fastvmt_core import FastVMTSettings
+from tests.helpers.graphs import (BLOCK, FRAMES, LAT_H, LAT_W, base_builder, base_graph, inspect, ksampler_like,
+                                  motion_from_images, replace_node, report, samples)
 
 
 def test_pack_nodes_registered(fastvmt_pack):
@@ -74,13 +34,9 @@ def test_guided_run_changes_latent_and_lowers_motion_loss(run_graph, tiny_wan, f
 
 
 def test_no_transfer_equals_stock_ksampler_bit_for_bit(run_graph, tiny_wan, fastvmt_pack):
-    g = base_graph(tiny_wan, settings={"mode": "No_transfer"})
-    g["stock"] = {"class_type": "KSampler",
-                  "inputs": {"model": ["model", 0], "seed": 7, "steps": 5, "cfg": 1.0, "sampler_name": "euler",
-                             "scheduler": "simple", "positive": ["pos", 0], "negative": ["neg", 0],
-                             "latent_image": ["empty", 0], "denoise": 1.0}}
-    g["out2"] = {"class_type": "FastVMTTestInspect", "inputs": {"value": ["stock", 0]}}
-    r = run_graph(g).raise_for_error()
+    g = base_builder(tiny_wan, settings={"mode": "No_transfer"})
+    inspect(g, ksampler_like(g, "stock", g.lookup_node("sample")), "out2")
+    r = run_graph(g.finalize()).raise_for_error()
     assert torch.equal(samples(r), samples(r, "stock"))
 
 
@@ -105,50 +61,41 @@ def test_early_exit_evaluates_exactly_blocks_up_to_the_motion_block(run_graph, c
 
 
 def test_stock_samplers_through_apply_motion_match_guidance_sampler(run_graph, tiny_wan, fastvmt_pack):
-    g = base_graph(tiny_wan)
-    g["patched"] = {"class_type": "FastVMTApplyMotion", "inputs": {"model": ["model", 0], "motion": ["motion", 0]}}
-    g["stock"] = {"class_type": "KSampler",
-                  "inputs": {"model": ["patched", 0], "seed": 7, "steps": 5, "cfg": 1.0, "sampler_name": "euler",
-                             "scheduler": "simple", "positive": ["pos", 0], "negative": ["neg", 0],
-                             "latent_image": ["empty", 0], "denoise": 1.0}}
-    g["adv"] = {"class_type": "KSamplerAdvanced",
-                "inputs": {"model": ["patched", 0], "add_noise": "enable", "noise_seed": 7, "steps": 5, "cfg": 1.0,
-                           "sampler_name": "euler", "scheduler": "simple", "positive": ["pos", 0],
-                           "negative": ["neg", 0], "latent_image": ["empty", 0], "start_at_step": 0,
-                           "end_at_step": 10000, "return_with_leftover_noise": "disable"}}
-    g["plain"] = {"class_type": "KSampler",
-                  "inputs": {"model": ["model", 0], "seed": 7, "steps": 5, "cfg": 1.0, "sampler_name": "euler",
-                             "scheduler": "simple", "positive": ["pos", 0], "negative": ["neg", 0],
-                             "latent_image": ["empty", 0], "denoise": 1.0}}
-    for n in ("stock", "adv", "plain"):
-        g["out_" + n] = {"class_type": "FastVMTTestInspect", "inputs": {"value": [n, 0]}}
-    r = run_graph(g).raise_for_error()
+    g = base_builder(tiny_wan)
+    unet, sample = g.lookup_node("model"), g.lookup_node("sample")
+    patched = g.node("FastVMTApplyMotion", "patched", model=unet.out(0), motion=g.lookup_node("motion").out(0))
+    stock = ksampler_like(g, "stock", sample, model=patched.out(0))
+    adv = g.node("KSamplerAdvanced", "adv", model=patched.out(0), add_noise="enable", noise_seed=7, steps=5, cfg=1.0,
+                 sampler_name="euler", scheduler="simple", positive=g.lookup_node("pos").out(0),
+                 negative=g.lookup_node("neg").out(0), latent_image=g.lookup_node("empty").out(0), start_at_step=0,
+                 end_at_step=10000, return_with_leftover_noise="disable")
+    plain = ksampler_like(g, "plain", sample)
+    for n in (stock, adv, plain):
+        inspect(g, n)
+    r = run_graph(g.finalize()).raise_for_error()
     assert torch.equal(samples(r, "stock"), samples(r))  # one implementation serves both paths
     assert torch.equal(samples(r, "adv"), samples(r))
     assert not torch.equal(samples(r, "plain"), samples(r))
 
 
 def test_sampler_custom_advanced_runs_guidance(run_graph, tiny_wan, fastvmt_pack):
-    g = base_graph(tiny_wan)
-    del g["sample"], g["out"]
-    g.update({
-        "patched": {"class_type": "FastVMTApplyMotion", "inputs": {"model": ["model", 0], "motion": ["motion", 0]}},
-        "guider": {"class_type": "BasicGuider", "inputs": {"model": ["patched", 0], "conditioning": ["pos", 0]}},
-        "plain_guider": {"class_type": "BasicGuider", "inputs": {"model": ["model", 0], "conditioning": ["pos", 0]}},
-        "sampler": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "dpmpp_2m"}},
-        "sigmas": {"class_type": "BasicScheduler", "inputs": {"model": ["model", 0], "scheduler": "simple",
-                                                              "steps": 5, "denoise": 1.0}},
-        "noise": {"class_type": "RandomNoise", "inputs": {"noise_seed": 7}},
-        "custom": {"class_type": "SamplerCustomAdvanced",
-                   "inputs": {"noise": ["noise", 0], "guider": ["guider", 0], "sampler": ["sampler", 0],
-                              "sigmas": ["sigmas", 0], "latent_image": ["empty", 0]}},
-        "plain": {"class_type": "SamplerCustomAdvanced",
-                  "inputs": {"noise": ["noise", 0], "guider": ["plain_guider", 0], "sampler": ["sampler", 0],
-                             "sigmas": ["sigmas", 0], "latent_image": ["empty", 0]}},
-        "o1": {"class_type": "FastVMTTestInspect", "inputs": {"value": ["custom", 0]}},
-        "o2": {"class_type": "FastVMTTestInspect", "inputs": {"value": ["plain", 0]}},
-    })
-    r = run_graph(g).raise_for_error()
+    g = base_builder(tiny_wan)
+    g.remove_node("sample")
+    g.remove_node("out")
+    unet, pos, empty = g.lookup_node("model"), g.lookup_node("pos"), g.lookup_node("empty")
+    patched = g.node("FastVMTApplyMotion", "patched", model=unet.out(0), motion=g.lookup_node("motion").out(0))
+    guider = g.node("BasicGuider", "guider", model=patched.out(0), conditioning=pos.out(0))
+    plain_guider = g.node("BasicGuider", "plain_guider", model=unet.out(0), conditioning=pos.out(0))
+    sampler = g.node("KSamplerSelect", "sampler", sampler_name="dpmpp_2m")
+    sigmas = g.node("BasicScheduler", "sigmas", model=unet.out(0), scheduler="simple", steps=5, denoise=1.0)
+    noise = g.node("RandomNoise", "noise", noise_seed=7)
+    custom = g.node("SamplerCustomAdvanced", "custom", noise=noise.out(0), guider=guider.out(0),
+                    sampler=sampler.out(0), sigmas=sigmas.out(0), latent_image=empty.out(0))
+    plain = g.node("SamplerCustomAdvanced", "plain", noise=noise.out(0), guider=plain_guider.out(0),
+                   sampler=sampler.out(0), sigmas=sigmas.out(0), latent_image=empty.out(0))
+    inspect(g, custom, "o1")
+    inspect(g, plain, "o2")
+    r = run_graph(g.finalize()).raise_for_error()
     a, b = r.output("custom", 0)["samples"], r.output("plain", 0)["samples"]
     assert torch.isfinite(a).all() and not torch.equal(a, b)
 
@@ -177,14 +124,11 @@ def test_30_block_model_default_block_and_48_channel_model(run_graph, tiny_wan30
 
 
 def test_video_reference_through_vae(run_graph, tiny_wan, tiny_vae, fastvmt_pack):
-    g = base_graph(tiny_wan)
-    g["vae"] = {"class_type": "VAELoader", "inputs": {"vae_name": tiny_vae}}
-    g["frames"] = {"class_type": "FastVMTTestImage", "inputs": {"seed": 5, "frames": 11, "height": 72, "width": 80}}
-    inputs = g["motion"]["inputs"]
-    del inputs["latent"]
-    inputs.update({"images": ["frames", 0], "vae": ["vae", 0], "width": LAT_W * 8, "height": LAT_H * 8,
-                   "length": 9})
-    r = run_graph(g).raise_for_error()
+    g = base_builder(tiny_wan)
+    vae = g.node("VAELoader", "vae", vae_name=tiny_vae)
+    frames = g.node("FastVMTTestImage", "frames", seed=5, frames=11, height=72, width=80)
+    motion_from_images(g, frames, vae)
+    r = run_graph(g.finalize()).raise_for_error()
     text = r.ui_output("motion")["text"][0]
     assert "3 latent frames, 4x6 token grid" in text
     assert "reference: 11 frames of 80x72" in text and "used the first 9" in text
@@ -213,19 +157,21 @@ def test_reference_size_mismatch(run_graph, tiny_wan, fastvmt_pack):
 
 
 def test_channel_mismatch(run_graph, tiny_wan, fastvmt_pack):
-    g = base_graph(tiny_wan)
-    g["ref"]["inputs"]["channels"] = 48
-    msg = _error(run_graph, g)
+    g = base_builder(tiny_wan)
+    g.lookup_node("ref").set_input("channels", 48)
+    msg = _error(run_graph, g.finalize())
     assert "48 channels but this model uses 16" in msg
 
 
 def test_images_without_vae_and_both_sources(run_graph, tiny_wan, fastvmt_pack):
-    g = base_graph(tiny_wan)
-    g["frames"] = {"class_type": "FastVMTTestImage", "inputs": {"seed": 5, "frames": 9, "height": 64, "width": 96}}
-    g["motion"]["inputs"]["images"] = ["frames", 0]
-    assert "connect either reference images (with vae) or an encoded latent, not both" in _error(run_graph, g)
-    del g["motion"]["inputs"]["latent"]
-    assert "vae: connect the Wan VAE" in _error(run_graph, g)
+    g = base_builder(tiny_wan)
+    frames = g.node("FastVMTTestImage", "frames", seed=5, frames=9, height=64, width=96)
+    motion = g.lookup_node("motion")
+    motion.set_input("images", frames.out(0))
+    msg = _error(run_graph, g.finalize())
+    assert "connect either reference images (with vae) or an encoded latent, not both" in msg
+    motion.set_input("latent", None)
+    assert "vae: connect the Wan VAE" in _error(run_graph, g.finalize())
 
 
 def test_bad_settings_are_rejected_by_validation(run_graph, tiny_wan, fastvmt_pack):
@@ -274,15 +220,15 @@ def test_interrupt_stops_within_one_inner_step(run_graph, comfy, tiny_wan, fastv
 # ---- Save / Load Motion -----------------------------------------------------------------
 
 def test_save_and_load_motion_round_trip(run_graph, comfy, tiny_wan, fastvmt_pack):
-    g = base_graph(tiny_wan)
-    g["save"] = {"class_type": "FastVMTSaveMotion", "inputs": {"motion": ["motion", 0], "filename_prefix": "fastvmt/t"}}
-    r = run_graph(g).raise_for_error()
+    g = base_builder(tiny_wan)
+    g.node("FastVMTSaveMotion", "save", motion=g.lookup_node("motion").out(0), filename_prefix="fastvmt/t")
+    r = run_graph(g.finalize()).raise_for_error()
     saved = r.ui_output("save")["fastvmt_motion"][0]
     src = comfy.output_dir / saved["subfolder"] / saved["filename"]
     shutil.copy(src, comfy.input_dir / "shared_motion.safetensors")
-    g2 = base_graph(tiny_wan)
-    g2["motion"] = {"class_type": "FastVMTLoadMotion", "inputs": {"motion_file": "shared_motion.safetensors"}}
-    r2 = run_graph(g2).raise_for_error()
+    g2 = base_builder(tiny_wan)
+    replace_node(g2, "motion", "FastVMTLoadMotion", motion_file="shared_motion.safetensors")
+    r2 = run_graph(g2.finalize()).raise_for_error()
     original, loaded = r.output("motion", 0), r2.output("motion", 0)
     assert torch.equal(original.latent, loaded.latent)
     assert original.settings == loaded.settings and original.geometry == loaded.geometry
@@ -295,21 +241,21 @@ def test_load_motion_rejects_newer_version_and_foreign_files(run_graph, comfy, t
     save_file({"x": torch.zeros(2)}, str(comfy.input_dir / "other.safetensors"), metadata={"format": "lora"})
     for name, expected in (("future.safetensors", "format version '99'"),
                            ("other.safetensors", "is not a FastVMT motion")):
-        g = base_graph(tiny_wan)
-        g["motion"] = {"class_type": "FastVMTLoadMotion", "inputs": {"motion_file": name}}
-        r = run_graph(g)
+        g = base_builder(tiny_wan)
+        replace_node(g, "motion", "FastVMTLoadMotion", motion_file=name)
+        r = run_graph(g.finalize())
         assert not r.success and expected in r.exception_message
 
 
 def test_loaded_motion_from_other_geometry_is_a_clear_error(run_graph, comfy, tiny_wan, tiny_wan48, fastvmt_pack):
-    g = base_graph(tiny_wan48, channels=48)
-    g["save"] = {"class_type": "FastVMTSaveMotion", "inputs": {"motion": ["motion", 0], "filename_prefix": "fastvmt/g"}}
-    r = run_graph(g).raise_for_error()
+    g = base_builder(tiny_wan48, channels=48)
+    g.node("FastVMTSaveMotion", "save", motion=g.lookup_node("motion").out(0), filename_prefix="fastvmt/g")
+    r = run_graph(g.finalize()).raise_for_error()
     saved = r.ui_output("save")["fastvmt_motion"][0]
     shutil.copy(comfy.output_dir / saved["subfolder"] / saved["filename"], comfy.input_dir / "m48.safetensors")
-    g2 = base_graph(tiny_wan)
-    g2["motion"] = {"class_type": "FastVMTLoadMotion", "inputs": {"motion_file": "m48.safetensors"}}
-    r2 = run_graph(g2)
+    g2 = base_builder(tiny_wan)
+    replace_node(g2, "motion", "FastVMTLoadMotion", motion_file="m48.safetensors")
+    r2 = run_graph(g2.finalize())
     assert not r2.success and "48 channels but this model samples 16-channel latents" in r2.exception_message
 
 
@@ -342,10 +288,10 @@ def test_node_defaults_and_order_come_from_the_settings_dataclass(comfy, fastvmt
 
 def test_settings_from_an_older_workflow_still_load(run_graph, tiny_wan, fastvmt_pack):
     """Workflows saved before reference_sigma_cap / exit_block existed lack both inputs."""
-    g = base_graph(tiny_wan, settings={})
+    g = base_builder(tiny_wan, settings={})
     for name in ("reference_sigma_cap", "exit_block"):
-        del g["settings"]["inputs"][name]
-    r = run_graph(g).raise_for_error()
+        g.lookup_node("settings").set_input(name, None)
+    r = run_graph(g.finalize()).raise_for_error()
     assert report(r)["steps"][0]["reference_sigma"] == pytest.approx(FastVMTSettings().reference_sigma_cap)
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 import comfy_host
-from .test_workflows import WORKFLOW_DIR, check_ui_workflow, load_builder, ui_files
+from tests.helpers.workflows import WORKFLOW_DIR, check_ui_workflow, load_builder, ui_files
 
 REPO = comfy_host.REPO_ROOT
 RUNNER = REPO / "fastvmt_runner.py"
