@@ -164,7 +164,8 @@ def _guided_row(label: str, overrides: dict, r, plain_step: float) -> dict:
     return {"config": label, "overrides": overrides, "wall_s": r.wall_s, "guided_steps_s": seconds,
             "guided_step_s": guided, "gradient_passes_per_step": steps[0]["gradient_evaluations"],
             "block_evaluations": r.report.get("block_evaluations"), "dit_passes": r.report.get("dit_passes"),
-            "keep_activations": memory.get("keep_activations"), "memory_plan": memory, "peak_gib": r.peak_gib,
+            "kept_blocks": memory.get("kept_blocks"), "gradient_blocks": memory.get("gradient_blocks"),
+            "weight_copies": r.report.get("weight_copies"), "memory_plan": memory, "peak_gib": r.peak_gib,
             "derived_50_steps_s": 50 * plain_step + 10 * guided}
 
 

@@ -82,6 +82,8 @@ def card_main(args) -> int:
         rec.put("guided_step_s", steps[0]["seconds"] if steps else None)
         rec.put("wall_s", run.wall_s)
         rec.put("peak_gib", run.peak_gib)
+        rec.put("alloc_retries", run.alloc_retries)
+        rec.put("weight_copies", run.report.get("weight_copies"))
         rec.put("gradient_passes", steps[0]["gradient_evaluations"] if steps else None)
         rec.put("memory_plan", run.report.get("memory"))
         rec.put("loaded_gib", [round(m.model.loaded_size() / 2**30, 3) for m in mm.current_loaded_models])

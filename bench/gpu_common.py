@@ -123,12 +123,14 @@ class Peak:
     def __init__(self, cuda: bool):
         self.cuda = cuda
         self.gib = None
+        self.alloc_retries = None   # CUDA caching-allocator retries (cache flushed and re-allocated) in the block
 
     def __enter__(self):
         import torch
         if self.cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
+            self._retries0 = torch.cuda.memory_stats().get("num_alloc_retries", 0)
         else:
             with open("/proc/self/clear_refs", "w") as fh:
                 fh.write("5")
@@ -139,6 +141,8 @@ class Peak:
         if self.cuda:
             torch.cuda.synchronize()
             self.gib = torch.cuda.max_memory_allocated() / 2**30
+            # A card at its cap shows here: every retry frees the cache and re-allocates (synchronously).
+            self.alloc_retries = torch.cuda.memory_stats().get("num_alloc_retries", 0) - self._retries0
         else:
             with open("/proc/self/status") as fh:
                 kib = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
@@ -182,6 +186,7 @@ class Run:
     report: dict
     peak_gib: float | None
     latent: object = None
+    alloc_retries: int | None = None
 
 
 def run_timed(host, graph: dict, cuda: bool, *, want_latent: bool = False) -> Run:
@@ -195,4 +200,4 @@ def run_timed(host, graph: dict, cuda: bool, *, want_latent: bool = False) -> Ru
     res.raise_for_error()
     report = (res.ui_output("sample").get("fastvmt_report") or [{}])[0]
     latent = res.output("sample", 0)["samples"].float().cpu() if want_latent else None
-    return Run(wall, report, peak.gib, latent)
+    return Run(wall, report, peak.gib, latent, peak.alloc_retries)

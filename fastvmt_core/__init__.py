@@ -11,7 +11,7 @@ from .optimize import optimize_latent, OptimizeStats
 from .schedule import guided_end_percent, guided_prefix, reference_sigma, uniform_percents
 from .settings import (FastVMTSettings, MODES, REFERENCE_NOISE_MODES, KEEP_ACTIVATIONS_MODES, STEP_SKIP_FIELDS,
                        EXTRACTION_FIELDS)
-from .memory import PassGeometry, PassMemory, gradient_pass_memory, published_geometry, WAN_MODELS
+from .memory import PassGeometry, PassMemory, gradient_pass_memory, most_kept_blocks, published_geometry, WAN_MODELS
 from .fidelity import motion_fidelity, motion_fidelity_report, FidelityReport
 
 __all__ = [
@@ -20,6 +20,6 @@ __all__ = [
     "optimize_latent", "OptimizeStats",
     "guided_end_percent", "guided_prefix", "reference_sigma", "uniform_percents",
     "FastVMTSettings", "MODES", "REFERENCE_NOISE_MODES", "KEEP_ACTIVATIONS_MODES", "STEP_SKIP_FIELDS",
-    "EXTRACTION_FIELDS", "PassGeometry", "PassMemory", "gradient_pass_memory", "published_geometry", "WAN_MODELS",
+    "EXTRACTION_FIELDS", "PassGeometry", "PassMemory", "gradient_pass_memory", "most_kept_blocks", "published_geometry", "WAN_MODELS",
     "motion_fidelity", "motion_fidelity_report", "FidelityReport",
 ]

@@ -1,19 +1,20 @@
 """Peak memory of one guidance gradient pass, from the model geometry, the token count and
-the settings: what the ComfyUI layer reserves before guidance and what picks
-``keep_activations="auto"``.
+the settings: what the ComfyUI layer reserves before guidance and how many blocks keep
+their activations (``keep_activations="auto"``).
 
 A gradient pass runs the DiT blocks before the motion block, the motion block up to its
 queries/keys, the motion flow and its loss, then backward. Only the latent needs a
-gradient, not the weights, so a Linear layer saves its (cloned) weight but not its input;
-what a Wan attention block (``WanAttentionBlock.forward``) saves for backward is what its
-norms, RoPE, attention, gates and GELU need: about 12 hidden states (tokens x dim) and one
-FFN hidden state (tokens x ffn_dim), plus the block's weights. These counts were read
-with ``torch.autograd.graph.saved_tensors_hooks`` in a real gradient pass.
+gradient, not the weights, so a Linear layer saves its weight but not its input; what a
+Wan attention block (``WanAttentionBlock.forward``) saves for backward is what its norms,
+RoPE, attention, gates and GELU need: about 12 hidden states (tokens x dim) and one FFN
+hidden state (tokens x ffn_dim). These counts were read with
+``torch.autograd.graph.saved_tensors_hooks`` in a real gradient pass. The weights
+themselves are read in place (``PassGeometry.weight_bytes`` 0); only weights that must be
+converted for a backward (fp8 cast to the compute dtype) cost a per-pass copy.
 
-With per-block checkpoints (``keep_activations`` off) only each block's input is kept and
-one block is recomputed at a time during backward; keeping activations holds every
-block's saved tensors and the cloned weights of every block at once, and skips that
-recompute. Backward of one block needs about its own saved size again in gradients.
+Blocks ``0..kept_blocks-1`` keep their saved tensors until backward; the others run under
+a per-block checkpoint: only their input is kept, and one of them is recomputed at a time
+during backward. Backward of one block needs about its own saved size again in gradients.
 Checked against peaks measured in real ComfyUI on CPU (bench/memory.py, tests).
 """
 
@@ -41,7 +42,7 @@ class PassGeometry:
     num_heads: int
     block_params: int           # parameters of one DiT block
     act_bytes: int = 2          # bytes per element of the hidden state (compute dtype)
-    weight_bytes: int = 2       # bytes per element of a cloned block weight
+    weight_bytes: int = 0       # bytes per element of a per-pass weight copy (0: weights read in place)
     batch: int = 1
 
     @property
@@ -54,11 +55,11 @@ class PassMemory:
     """Bytes of one gradient pass beyond the loaded model, and its parts."""
     total: int
     kept_inputs: int            # block inputs (checkpoints) or all blocks' saved tensors
-    block_weights: int          # cloned weights alive at the peak
-    block_backward: int         # one block recomputed plus its gradients
+    block_weights: int          # per-pass weight copies alive at the peak
+    block_backward: int         # one block recomputed (or backward through kept ones) plus its gradients
     motion_block: int
     motion_flow: int
-    keep_activations: bool
+    kept_blocks: int            # blocks that keep their activations
 
     def gib(self) -> float:
         return self.total / 2**30
@@ -84,27 +85,37 @@ def _motion_flow_bytes(g: PassGeometry, s: FastVMTSettings) -> int:
     return g.batch * (qk + centre + window)
 
 
-def gradient_pass_memory(g: PassGeometry, s: FastVMTSettings, *, keep_activations: bool) -> PassMemory:
-    """Peak extra bytes of one gradient pass (estimate; see the module doc for the counts)."""
+def gradient_pass_memory(g: PassGeometry, s: FastVMTSettings, *, kept_blocks: int = 0,
+                         gradient_blocks: int | None = None) -> PassMemory:
+    """Peak extra bytes of one gradient pass (estimate; see the module doc for the counts).
+    ``gradient_blocks``: blocks run whole with autograd (default: those before the motion
+    block); the first ``kept_blocks`` of them keep their activations."""
+    before = s.motion_block if gradient_blocks is None else gradient_blocks
+    if not 0 <= kept_blocks <= before:
+        raise ValueError(f"kept_blocks: must be between 0 and {before}, got {kept_blocks}")
     hidden = g.batch * g.tokens * g.dim * g.act_bytes
     ffn = g.batch * g.tokens * g.ffn_dim * g.act_bytes
     saved = SAVED_PER_BLOCK_DIM * hidden + SAVED_PER_BLOCK_FFN * ffn
     weights = g.block_params * g.weight_bytes
-    before = s.motion_block                       # blocks run whole before the motion block
+    recomputed = before - kept_blocks
     motion = MOTION_BLOCK_DIM * hidden + weights
     flow = _motion_flow_bytes(g, s)
-    if keep_activations:
-        kept = before * saved
-        block_weights = before * weights
-        backward = int(BACKWARD_TRANSIENT * saved)
-    else:
-        kept = before * hidden
-        block_weights = weights
-        backward = int((1 + BACKWARD_TRANSIENT) * saved)
+    kept = kept_blocks * saved + recomputed * hidden
+    block_weights = kept_blocks * weights + (weights if recomputed else 0)
+    backward = int((1 + BACKWARD_TRANSIENT) * saved if recomputed else BACKWARD_TRANSIENT * saved)
     # Forward ends with everything kept plus the motion block and the flow; backward starts
     # with the kept tensors and one block's recompute and gradients.
     peak = kept + block_weights + max(motion + flow, backward)
-    return PassMemory(int(peak), int(kept), int(block_weights), backward, int(motion), int(flow), keep_activations)
+    return PassMemory(int(peak), int(kept), int(block_weights), backward, int(motion), int(flow), kept_blocks)
+
+
+def most_kept_blocks(g: PassGeometry, s: FastVMTSettings, budget: int, gradient_blocks: int | None = None) -> int:
+    """The largest ``kept_blocks`` whose gradient pass fits in ``budget`` bytes (0 when even
+    recomputing every block does not fit: the caller then makes room for that)."""
+    before = s.motion_block if gradient_blocks is None else gradient_blocks
+    fits = [k for k in range(before + 1)
+            if gradient_pass_memory(g, s, kept_blocks=k, gradient_blocks=before).total <= budget]
+    return max(fits, default=0)
 
 
 # Published Wan geometries (config.json of the Wan-AI releases): dim, ffn_dim, heads, blocks,
@@ -126,7 +137,7 @@ def wan_block_params(dim: int, ffn_dim: int, text_dim: int | None = None) -> int
 
 
 def published_geometry(model: str, width: int, height: int, length: int, act_bytes: int = 2,
-                       weight_bytes: int = 2) -> PassGeometry:
+                       weight_bytes: int = 0) -> PassGeometry:
     """The gradient pass geometry of a published Wan model at a video size (pixels, frames)."""
     m = WAN_MODELS[model]
     t, sp = m["vae"]

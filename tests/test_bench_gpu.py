@@ -96,8 +96,9 @@ def test_per_step_rows_and_their_derived_totals(toy):
     # the configurations are what their names say: gradient passes, kept or recomputed activations
     passes = {name: r["gradient_passes_per_step"] for name, r in rows.items() if name != ROWS[0]}
     assert passes == {name: 10 if "interval 1" in name else 4 for name in ROWS[1:]}
-    assert rows["FastVMT"]["keep_activations"] is True
-    assert rows["FastVMT, recomputed activations"]["keep_activations"] is False
+    assert rows["FastVMT"]["kept_blocks"] == rows["FastVMT"]["gradient_blocks"] > 0
+    assert rows["FastVMT, recomputed activations"]["kept_blocks"] == 0
+    assert all(r["weight_copies"] == 0 for name, r in rows.items() if name != ROWS[0])  # bf16: read in place
     assert rows["FastVMT"]["overrides"] == {} and rows[ROWS[4]]["overrides"] == {"exit_block": 2}
 
 

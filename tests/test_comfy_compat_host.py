@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from comfy_host import pack_module
-from tests.test_nodes_host import BLOCK, FRAMES, LAT_H, LAT_W, base_graph
+from tests.helpers.graphs import BLOCK, FRAMES, LAT_H, LAT_W, base_graph
 
 TABLES = ("SINGLE_STEP", "MULTISTEP", "WHOLE_CALL", "NO_SINGLE_STEP")
 

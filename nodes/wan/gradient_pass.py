@@ -1,16 +1,18 @@
 """Gradient passes under ComfyUI's ``torch.inference_mode()``.
 
 Weights loaded by a node are inference tensors, which autograd refuses to save. In a
-gradient pass every block runs with its parameters swapped for clones
-(``torch.func.functional_call``); block ``i`` keeps its activations until backward when
-``i < kept_blocks`` (``MemoryPlan.kept_blocks``), otherwise it runs under a per-block
-checkpoint: only its input is kept, and the block (with its cloned weights) is recomputed
-in backward, so at most one block's cloned weights exist at a time.
+gradient pass every block runs with its parameters swapped (``torch.func.functional_call``)
+for ordinary tensors that alias the same memory: no weight is copied. Only fp8 weights
+are cast to the compute dtype per pass, because ComfyUI's fast fp8 Linear has no backward.
+Block ``i`` keeps its activations until backward when ``i < kept_blocks``
+(``MemoryPlan.kept_blocks``); otherwise it runs under a per-block checkpoint: only its
+input is kept, and the block is recomputed in backward.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -61,48 +63,73 @@ class _CallWith(torch.nn.Module):
         return self.fn(self.module, *args, **kwargs)
 
 
-def _clone_param(p, compute_dtype):
-    # fp8 weights are cloned in the compute dtype: ComfyUI's fast fp8 Linear (torch._scaled_mm,
+@dataclass
+class PassCounter:
+    """Counts guidance passes, the DiT blocks they evaluate (the motion block included) and
+    the weight copies gradient passes make (fp8 casts only: other weights are aliased)."""
+    blocks: int = 0
+    passes: int = 0
+    weight_copies: int = 0
+    weight_copy_bytes: int = 0
+
+
+def _alias(p: torch.Tensor) -> torch.Tensor:
+    """An ordinary tensor on ``p``'s memory: autograd may save it, and nothing is copied.
+    Made outside inference mode so the alias itself is no inference tensor."""
+    with torch.inference_mode(False):
+        alias = torch.empty(0, dtype=p.dtype, device=p.device)
+        return alias.set_(p.untyped_storage(), p.storage_offset(), p.shape, p.stride())
+
+
+def _grad_safe_param(p, compute_dtype, counter: PassCounter | None):
+    # fp8 weights are cast to the compute dtype: ComfyUI's fast fp8 Linear (torch._scaled_mm,
     # taken only for fp8 weights) has no backward, its cast + F.linear path has. Values are
     # unchanged (the cast path casts to the same dtype) and scaled-fp8 scales still apply.
-    # ComfyUI-GGUF's GGMLTensor.clone() returns itself; harmless, as its layers dequantise
-    # into a fresh tensor on every call (tests/test_gguf_host.py).
     if p.dtype in float8_dtypes() and compute_dtype is not None:
-        return p.detach().to(compute_dtype)
-    return p.detach().clone()
+        cast = p.detach().to(compute_dtype)
+        if counter is not None:
+            counter.weight_copies += 1
+            counter.weight_copy_bytes += cast.numel() * cast.element_size()
+        return cast
+    # Tensor subclasses (ComfyUI-GGUF's GGMLTensor: its clone() returns itself and its layers
+    # dequantise into a fresh tensor on every call) keep their type, so they are not aliased.
+    if type(p) not in (torch.Tensor, torch.nn.Parameter) or not p.is_inference():
+        return p.detach()
+    return _alias(p.detach())
 
 
-def call_with_params(module, fn, *args, clone=(), skip=(), compute_dtype=None, **kwargs):
-    """Call ``fn(module, ...)`` with its parameters detached (no autograd for weights)
-    and those whose name starts with a ``clone`` prefix cloned: clones made outside
-    inference mode are ordinary tensors that autograd may save. Names starting with
-    a ``skip`` prefix are left alone."""
-    params = {"module." + n: (_clone_param(p, compute_dtype) if n.startswith(clone) else p.detach())
+def call_with_params(module, fn, *args, grad_safe=(), skip=(), compute_dtype=None, counter=None, **kwargs):
+    """Call ``fn(module, ...)`` with its parameters detached (no autograd for weights), those
+    whose name starts with a ``grad_safe`` prefix made savable by autograd (aliased, or cast
+    for fp8 and counted in ``counter``), and those starting with a ``skip`` prefix left alone."""
+    params = {"module." + n: (_grad_safe_param(p, compute_dtype, counter) if n.startswith(grad_safe)
+                              else p.detach())
               for n, p in module.named_parameters() if not (skip and n.startswith(skip))}
     return torch.func.functional_call(_CallWith(module, fn), params, args, kwargs)
 
 
 def diffusion_model_wrapper(executor, *args, state: dict, **kwargs):
-    """In gradient passes, run the DiT with detached weights and cloned embedding/head
-    parameters; blocks clone their own parameters, one at a time. Also records what
-    forward_orig passes to every block besides the patch args."""
+    """In gradient passes, run the DiT with detached weights and the embedding/head parameters
+    made savable (blocks do their own). Also records what forward_orig passes to every
+    block besides the patch args."""
     x = args[0]
     clip_fea = clip_tokens(args, kwargs)
     state["context_img_len"] = clip_fea.shape[-2] if clip_fea is not None else None
     if not wants_grad(x):
         return executor(*args, **kwargs)
     return call_with_params(executor.class_obj, lambda _m, *a, **kw: executor(*a, **kw), *args,
-                            clone=OUTSIDE_BLOCKS_ON_X_PATH, skip=("blocks.",), compute_dtype=torch.float32,
+                            grad_safe=OUTSIDE_BLOCKS_ON_X_PATH, skip=("blocks.",), compute_dtype=torch.float32,
+                            counter=state.get("counter"),
                             **kwargs)
 
 
 def gradient_block(block, block_index: int, args: dict, state: dict, x, kept_blocks: int):
-    """Block ``block_index`` of a gradient pass on hidden state ``x``, parameters cloned
-    inside. Its activations (and cloned weights) stay saved until backward when
+    """Block ``block_index`` of a gradient pass on hidden state ``x``, its parameters made
+    savable inside. Its activations (and any fp8 casts) stay saved until backward when
     ``block_index < kept_blocks``; otherwise it runs under a per-block checkpoint."""
     def run(img):
         return call_with_params(block, lambda b, i: run_block(b, args, state.get("context_img_len"), i), img,
-                                clone=("",), compute_dtype=img.dtype)
+                                grad_safe=("",), compute_dtype=img.dtype, counter=state.get("counter"))
     if block_index < kept_blocks:
         return run(x)
     return checkpoint(run, x, use_reentrant=False)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from fastvmt_core import FastVMTSettings, PassGeometry, gradient_pass_memory
-from .comfy_compat import dtype_size, free_device_memory, free_memory, load_models, loaded_entries, reserved_memory
+from fastvmt_core import FastVMTSettings, PassGeometry, gradient_pass_memory, most_kept_blocks
+from .comfy_compat import dtype_size, float8_dtypes, free_device_memory, free_memory, load_models, loaded_entries, reserved_memory
 from .geometry import token_grid
 from .qk_capture import pass_extent
 
@@ -21,8 +21,10 @@ def pass_geometry(base_model, latent_shape) -> PassGeometry:
     f, h, w = token_grid(latent_shape, dm.patch_size)
     # p.shape, not numel(): quantised (GGUF) tensors report their logical shape there.
     params = sum(math.prod(p.shape) for p in block.parameters())
+    # Gradient passes read weights in place; only fp8 weights are copied (cast) per pass.
+    fp8 = any(p.dtype in float8_dtypes() for p in block.parameters())
     return PassGeometry(frames=f, height=h, width=w, dim=dm.dim, ffn_dim=block.ffn[0].out_features,
-                        num_heads=dm.num_heads, block_params=params, act_bytes=size, weight_bytes=size,
+                        num_heads=dm.num_heads, block_params=params, act_bytes=size, weight_bytes=size if fp8 else 0,
                         batch=latent_shape[0])
 
 
@@ -30,12 +32,16 @@ def pass_geometry(base_model, latent_shape) -> PassGeometry:
 class MemoryPlan:
     estimate: int                # bytes of one gradient pass as planned
     kept_blocks: int             # blocks 0..kept_blocks-1 keep their activations in a gradient pass
+    gradient_blocks: int         # blocks a gradient pass runs whole with autograd
     free_before: int             # device memory free before the reservation
     offloaded: int = 0           # model weight bytes ComfyUI moved off the device to make room
     restored: int = 0            # ... and loaded back after the guided steps
 
     def describe(self) -> str:
-        mode = "kept" if self.kept_blocks else "recomputed per block"
+        if not self.kept_blocks or self.kept_blocks == self.gradient_blocks:
+            mode = "kept" if self.kept_blocks else "recomputed per block"
+        else:
+            mode = f"kept in {self.kept_blocks} of {self.gradient_blocks} blocks, the rest recomputed"
         text = (f"gradient pass about {self.estimate / 2**20:.0f} MiB (activations {mode}); "
                 f"{self.free_before / 2**20:.0f} MiB were free")
         if self.offloaded:
@@ -52,15 +58,16 @@ def plan_memory(model_patcher, latent_shape, settings: FastVMTSettings) -> Memor
     loads it back."""
     device = model_patcher.load_device
     geometry = pass_geometry(model_patcher.model, latent_shape)
-    kept = gradient_pass_memory(geometry, settings, keep_activations=True)
-    recomputed = gradient_pass_memory(geometry, settings, keep_activations=False)
+    num_blocks = len(model_patcher.model.diffusion_model.blocks)
+    blocks = pass_extent(settings.motion_block, settings.exit_block, num_blocks).gradient_blocks
     free = free_device_memory(device)
     reserve = reserved_memory()
-    fits = kept.total + reserve <= free
-    keep = fits if settings.keep_activations == "auto" else settings.keep_activations == "always"
-    num_blocks = len(model_patcher.model.diffusion_model.blocks)
-    extent = pass_extent(settings.motion_block, settings.exit_block, num_blocks)
-    plan = MemoryPlan((kept if keep else recomputed).total, extent.gradient_blocks if keep else 0, free)
+    if settings.keep_activations == "auto":   # as many blocks as the free memory holds
+        kept = most_kept_blocks(geometry, settings, free - reserve, gradient_blocks=blocks)
+    else:
+        kept = blocks if settings.keep_activations == "always" else 0
+    estimate = gradient_pass_memory(geometry, settings, kept_blocks=kept, gradient_blocks=blocks).total
+    plan = MemoryPlan(estimate, kept, blocks, free)
     need = plan.estimate + reserve
     if need > free:
         plan.offloaded = _make_room(model_patcher, need, device)

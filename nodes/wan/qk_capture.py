@@ -17,7 +17,7 @@ import torch
 from .comfy_compat import (QK_PARAMS, add_block_patch, add_pass_wrapper, block_inputs, block_output, block_qk,
                            calc_cond_batch, guidance_pass_options, run_original_block)
 from .geometry import token_grid
-from .gradient_pass import (call_with_params, diffusion_model_wrapper, gradient_block, use_attention_with_backward,
+from .gradient_pass import (PassCounter, call_with_params, diffusion_model_wrapper, gradient_block, use_attention_with_backward,
                             wants_grad)
 
 
@@ -60,13 +60,6 @@ def pass_extent(motion_block: int, exit_block: int, num_blocks: int) -> PassExte
     return PassExtent(motion_block, exit_block, False)
 
 
-@dataclass
-class PassCounter:
-    """Counts DiT blocks evaluated in guidance passes (the motion block included)."""
-    blocks: int = 0
-    passes: int = 0
-
-
 class _MotionBlockReached(Exception):
     """Ends a guidance pass at the motion block (or the exit block), carrying the motion block's Q/K."""
 
@@ -82,7 +75,7 @@ def capture_qk(spec: QKPass, x, sigma, counter: PassCounter):
     opts = guidance_pass_options(spec.model_options)
     if wants_grad(x):
         use_attention_with_backward(opts)
-    captured, state = {}, {}
+    captured, state = {}, {"counter": counter}
     for i, patch in enumerate(_block_patches(spec, dm.blocks, counter, captured, state)):
         opts = add_block_patch(opts, patch, i)
     add_pass_wrapper(opts, functools.partial(diffusion_model_wrapper, state=state))
@@ -121,9 +114,10 @@ def _block_patches(spec: QKPass, blocks, counter, captured, state) -> list:
     return patches
 
 
-def _motion_qk(block, x, e0, freqs):
+def _motion_qk(block, x, e0, freqs, counter: PassCounter):
     if wants_grad(x):
-        return call_with_params(block, block_qk, x, e0, freqs, clone=QK_PARAMS, compute_dtype=x.dtype)
+        return call_with_params(block, block_qk, x, e0, freqs, grad_safe=QK_PARAMS, compute_dtype=x.dtype,
+                                counter=counter)
     return block_qk(block, x, e0, freqs)
 
 
@@ -140,7 +134,7 @@ def _pass_through_patch(block, index: int, counter: PassCounter, state: dict, ke
 def _capture_patch(block, counter: PassCounter):
     def patch(args, extra):
         counter.blocks += 1
-        raise _MotionBlockReached(*_motion_qk(block, *block_inputs(args)))
+        raise _MotionBlockReached(*_motion_qk(block, *block_inputs(args), counter))
     return patch
 
 
@@ -149,7 +143,7 @@ def _record_and_continue(block, index: int, counter: PassCounter, captured: dict
     def patch(args, extra):
         counter.blocks += 1
         x, e0, freqs = block_inputs(args)
-        captured["qk"] = _motion_qk(block, x, e0, freqs)
+        captured["qk"] = _motion_qk(block, x, e0, freqs, counter)
         if not wants_grad(x):
             return run_original_block(args, extra)
         return block_output(gradient_block(block, index, args, state, x, kept_blocks))

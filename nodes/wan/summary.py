@@ -18,13 +18,21 @@ def run_summary(ctx: GuidanceContext, plan: GuidedRange, seconds: float) -> dict
              f"{ctx.counter.passes} DiT passes ({ctx.counter.blocks} block evaluations, motion block "
              f"{s.motion_block})",
              f"  {plan.describe()}",
-             f"  guidance {guidance_s:.1f}s of {seconds:.1f}s sampling"]
+             f"  guidance {guidance_s:.1f}s of {seconds:.1f}s sampling; {_copies_text(ctx.counter)}"]
     lines += [_step_line(e) for e in log_]
     return {"text": "\n".join(lines), "steps": list(log_), "block_evaluations": ctx.counter.blocks,
-            "dit_passes": ctx.counter.passes, "guidance_seconds": guidance_s, "sampling_seconds": seconds,
+            "dit_passes": ctx.counter.passes, "weight_copies": ctx.counter.weight_copies,
+            "weight_copy_bytes": ctx.counter.weight_copy_bytes, "guidance_seconds": guidance_s, "sampling_seconds": seconds,
             "first_losses": [e["losses"][0] for e in log_ if e["losses"]],
             "last_losses": [e["losses"][-1] for e in log_ if e["losses"]],
             "n_guided": plan.n_guided, "range": dataclasses.asdict(plan)}
+
+
+def _copies_text(counter) -> str:
+    if not counter.weight_copies:
+        return "weights read in place (no per-pass copies)"
+    return (f"{counter.weight_copies} fp8 weight casts ({counter.weight_copy_bytes / 2**20:.0f} MiB) over "
+            f"{counter.passes} passes")
 
 
 def _step_line(e: dict) -> str:
