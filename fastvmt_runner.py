@@ -17,6 +17,12 @@ runner
 4. waits for the result (``/history``) and downloads the videos it wrote (``/view``) into
    ``--out-dir``.
 
+``--selftest`` runs the self-test (``fastvmt_selftest_wan21_t2v`` unless a workflow is
+named): it uploads the reference clip shipped in ``example_workflows/input/`` (unless
+``--video`` is given), samples one prompt and seed without and with FastVMT, and prints
+both Motion Fidelity scores, their difference and the side-by-side video, with how to
+read and report them (``fastvmt_selftest.py``).
+
 Overrides find their nodes by structure, not by id: ``--prompt`` sets the ``text`` of the
 text-encoder nodes that feed a sampler's ``positive`` input (repeat it to give one text
 per sampler, in node-id order), ``--negative`` those feeding ``negative``; ``--width``,
@@ -48,7 +54,12 @@ from typing import Optional
 import requests
 from tqdm import tqdm
 
-EXAMPLES_API_DIR = Path(__file__).resolve().parent / "example_workflows" / "api"
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:   # fastvmt_selftest.py next to this script, also when loaded by path
+    sys.path.insert(0, str(HERE))
+import fastvmt_selftest  # noqa: E402
+
+EXAMPLES_API_DIR = HERE / "example_workflows" / "api"
 
 EXIT_OK, EXIT_USAGE, EXIT_SERVER, EXIT_MISSING, EXIT_REJECTED, EXIT_FAILED, EXIT_TIMEOUT = 0, 2, 3, 4, 5, 6, 7
 
@@ -517,8 +528,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a (FastVMT) API-format workflow on a running ComfyUI and download the videos it makes.",
         epilog="Exit codes: 0 ok, 2 usage/workflow, 3 server unreachable, 4 missing model/node/input, "
                "5 prompt rejected, 6 execution failed, 7 timeout.")
-    ap.add_argument("workflow", help="API-format workflow file (*.api.json) or the name of a shipped example, "
-                                     "e.g. fastvmt_wan21_t2v_motion_transfer")
+    ap.add_argument("workflow", nargs="?", help="API-format workflow file (*.api.json) or the name of a shipped "
+                                                "example, e.g. fastvmt_wan21_t2v_motion_transfer")
+    ap.add_argument("--selftest", action="store_true",
+                    help=f"run the self-test ({fastvmt_selftest.WORKFLOW} unless a workflow is named; the shipped "
+                         "clip unless --video is given) and print both Motion Fidelity scores")
     ap.add_argument("--server", default=os.environ.get("COMFYUI_SERVER", "127.0.0.1:8188"),
                     help="ComfyUI address host:port or URL (default: $COMFYUI_SERVER or 127.0.0.1:8188)")
     ap.add_argument("--video", help="reference video: a local file (uploaded to ComfyUI's input folder) or the "
@@ -614,22 +628,42 @@ def _raise_if_failed(entry: dict, prompt: dict, prompt_id: str) -> None:
                                    f"{err.get('exception_message', '').strip()}")
 
 
-def _fetch_outputs(client: Client, args, entry: dict, prompt: dict, stdout, stderr) -> None:
+def _fetch_outputs(client: Client, args, entry: dict, prompt: dict, stdout, stderr) -> list[str]:
+    """Downloads (or, with --no-download, names) the files the run wrote; prints and
+    returns their paths."""
     files = output_files(entry, prompt)
     if not files:
         print("the workflow finished but wrote no output files", file=stderr)
+    paths = []
     for f in files:
         where = f"{f.get('subfolder') + '/' if f.get('subfolder') else ''}{f['filename']}"
-        if args.no_download:
-            print(f"output/{where}", file=stdout)
-            continue
-        dest = client.download(f, Path(args.out_dir))
-        print(str(dest), file=stdout)
+        paths.append(f"output/{where}" if args.no_download else str(client.download(f, Path(args.out_dir))))
+        print(paths[-1], file=stdout)
+    return paths
+
+
+def _selftest_setup(args, prompt: dict) -> None:
+    """--selftest: the workflow scores a plain and a FastVMT run (checked before anything
+    runs), and the reference is the shipped clip unless --video names another."""
+    if not args.selftest:
+        return
+    try:
+        fastvmt_selftest.score_nodes(prompt)
+    except ValueError as e:
+        raise RunnerError(EXIT_USAGE, str(e)) from None
+    if args.video is None:
+        if not fastvmt_selftest.CLIP.is_file():
+            raise RunnerError(EXIT_MISSING, f"the self-test clip {fastvmt_selftest.CLIP} is missing: reinstall the "
+                                            "pack or pass --video")
+        args.video = str(fastvmt_selftest.CLIP)
 
 
 def _run(args, stdout, stderr) -> int:
-    prompt = load_workflow(args.workflow)
+    if args.workflow is None and not args.selftest:
+        raise RunnerError(EXIT_USAGE, "name a workflow (an .api.json file or a shipped example), or use --selftest")
+    prompt = load_workflow(args.workflow or fastvmt_selftest.WORKFLOW)
     _check_size_flags(args)
+    _selftest_setup(args, prompt)
     if args.dry_run:
         prompt = copy.deepcopy(prompt)
         apply_overrides(prompt, args, {})
@@ -639,7 +673,7 @@ def _run(args, stdout, stderr) -> int:
     client = Client(args.server)
     # check the server first: uploads need it anyway
     try:
-        client.get_json("/system_stats")
+        stats = client.get_json("/system_stats")
     except requests.HTTPError as e:
         raise RunnerError(EXIT_SERVER, f"{client.base} answered HTTP {e.response.status_code}: is this "
                                        "ComfyUI?") from None
@@ -663,8 +697,14 @@ def _run(args, stdout, stderr) -> int:
     prompt_id = data["prompt_id"]
     entry = _finished_entry(client, args, outcome, prompt_id, deadline)
     _raise_if_failed(entry, prompt, prompt_id)
-    progress.finish(f"done in {time.monotonic() - progress.t0:.1f}s (prompt {prompt_id})")
-    _fetch_outputs(client, args, entry, prompt, stdout, stderr)
+    seconds = time.monotonic() - progress.t0
+    progress.finish(f"done in {seconds:.1f}s (prompt {prompt_id})")
+    paths = _fetch_outputs(client, args, entry, prompt, stdout, stderr)
+    if args.selftest:
+        try:
+            print(fastvmt_selftest.summary(prompt, entry, stats, seconds, paths), file=stdout)
+        except ValueError as e:
+            raise RunnerError(EXIT_FAILED, str(e)) from None
     return EXIT_OK
 
 

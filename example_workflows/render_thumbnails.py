@@ -58,13 +58,13 @@ def find_chromium():
 
 
 # ---------------------------------------------------------------------------
-# the inputs the workflows name (reference.mp4, start_image.png)
+# the inputs the workflows name (reference.mp4, the self-test's clip, start_image.png)
 # ---------------------------------------------------------------------------
 
 def write_inputs(input_dir: Path, aspect: str = "landscape") -> None:
     """A short reference clip (``aspect``: "landscape" 832x480-like, "square" or
     "portrait" 9:16, the tallest preview the layout leaves room for) and a start image,
-    under the names the workflows use."""
+    under the names the workflows use (the clip under the self-test's name too)."""
     import av
     import numpy as np
     from PIL import Image, ImageDraw
@@ -87,6 +87,7 @@ def write_inputs(input_dir: Path, aspect: str = "landscape") -> None:
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
+    shutil.copyfile(input_dir / b.REFERENCE_VIDEO, input_dir / b.SELFTEST_VIDEO)   # the self-test's clip name
     im = Image.new("RGB", (256, 256), (90, 140, 200))
     d = ImageDraw.Draw(im)
     d.rectangle([0, 170, 256, 256], fill=(70, 120, 60))

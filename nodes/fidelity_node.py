@@ -114,6 +114,8 @@ class MotionFidelity(io.ComfyNode):
                                 "count) with the reference tracks in cyan and the generated tracks in orange: "
                                 "where motion agrees, both trails point the same way."),
             ],
+            # it reports (its score box and the history), so a queued graph runs it with nothing downstream
+            is_output_node=True,
         )
 
     @classmethod

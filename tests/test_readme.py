@@ -25,6 +25,8 @@ COVERED_BY = {
     "git clone": "tests/test_readme.py::test_install_block_as_written",
     "pip install -r": "tests/test_readme.py::test_install_block_as_written",
     "python fastvmt_runner.py": "tests/test_runner_host.py::test_headless_run_writes_the_video",
+    "python fastvmt_runner.py --selftest":
+        "tests/test_runner_host.py::test_selftest_prints_both_scores_and_writes_the_side_by_side_video",
     "python -m pytest tests": ".ci/run",
     "python -m bench.amf": "tests/test_core_standalone.py::test_amf_benchmark_command_runs",
     "python -m bench.sampling": "tests/test_bench_sampling.py",

@@ -267,3 +267,76 @@ def test_usage_errors_need_no_server(tmp_path):
         {"FastVMTExtractMotion": 64, "WanImageToVideo": 64}
     code, _, err = run_runner(["fastvmt_wan21_t2v_motion_transfer", "--dry-run", "--image", "cat.png"])
     assert code == 2 and "--image: no node in this workflow takes it" in err
+
+
+# ---------------------------------------------------------------------------
+# the self-test (fastvmt_runner.py --selftest)
+# ---------------------------------------------------------------------------
+
+SELFTEST_API = WORKFLOW_DIR / "api" / "fastvmt_selftest_wan21_t2v.api.json"
+SELFTEST_CLIP = WORKFLOW_DIR / "input" / "fastvmt_selftest_reference.mp4"
+
+
+def test_selftest_prints_both_scores_and_writes_the_side_by_side_video(server, tmp_path):
+    """The self-test end to end on the tiny model: the shipped clip uploaded, the plain and
+    the FastVMT run scored, the block to report printed with the scores the server's Motion
+    Fidelity nodes wrote, and one video: reference | plain | FastVMT."""
+    out_dir = tmp_path / "out"
+    code, out, err = run_runner(["--selftest", str(_tiny_workflow(tmp_path, SELFTEST_API)), "--server",
+                                 server.address, *TINY, "--out-dir", str(out_dir)], subprocess_run=True)
+    assert code == 0, f"runner failed ({code}):\n{err}\n--- server log ---\n{server.log_tail()}"
+    assert (server.base / "input" / SELFTEST_CLIP.name).read_bytes() == SELFTEST_CLIP.read_bytes()
+    plain = float(re.search(r"motion fidelity, plain \(no FastVMT\): +(-?\d+\.\d{4})", out).group(1))
+    guided = float(re.search(r"motion fidelity, FastVMT: +(-?\d+\.\d{4})", out).group(1))
+    diff = float(re.search(r"FastVMT - plain: ([+-]\d+\.\d{4})", out).group(1))
+    assert abs(diff - (guided - plain)) <= 1.5e-4
+    # the scores are those of the nodes scoring the KSampler's and the Guidance Sampler's frames
+    api = json.loads(SELFTEST_API.read_text("utf-8"))
+    by_source = {api[api[nid]["inputs"]["generated"][0]]["inputs"]["samples"][0]: nid
+                 for nid, n in api.items() if n["class_type"] == "FastVMTMotionFidelity"}
+    kinds = {api[sid]["class_type"]: nid for sid, nid in by_source.items()}
+    prompt_id = re.search(r"queued prompt (\S+)", err).group(1)
+    entry = server.get_json(f"/history/{prompt_id}")
+    texts = {nid: node["text"][0] for nid, node in next(iter(entry.values()))["outputs"].items() if "text" in node}
+    assert f"Motion fidelity: {plain:.4f}" in texts[kinds["KSampler"]]
+    assert f"Motion fidelity: {guided:.4f}" in texts[kinds["FastVMTGuidanceSampler"]]
+    # the shipped clip has points to track (random tiny models draw noise: their scores are 0)
+    assert all(int(re.search(r"tracks: reference (\d+)", texts[nid]).group(1)) >= 100 for nid in kinds.values())
+    assert "wan2.1_t2v_1.3B_fp16.safetensors" in out and "64x48, 9 frames, 4 steps euler/simple" in out
+    assert "/issues" in out and "clearly above" in out
+    videos = [Path(line) for line in out.splitlines() if line.endswith(".mp4") and Path(line).is_file()]
+    assert len(videos) == 1 and videos[0].parent == out_dir
+    assert f"video (reference | plain | FastVMT): {videos[0]}" in out
+    # the reference (640x368) with both 64x48 clips resized to its height, 8 px apart
+    assert _read_video(videos[0]) == (9, 640 + 2 * (8 + int(368 * 64 / 48)), 368)
+
+
+def test_selftest_checks_the_workflow_and_the_server_before_running(server, tmp_path):
+    """Without a workflow --selftest takes the shipped one: here its text encoder is missing
+    (named with its folder); a workflow without the two scores is refused before any upload."""
+    code, _, err = run_runner(["--selftest", "--server", server.address, "--out-dir", str(tmp_path)])
+    assert code == fastvmt_runner.EXIT_MISSING, err
+    assert "umt5_xxl_fp8_e4m3fn_scaled.safetensors" in err and "models/text_encoders/" in err, err
+    code, _, err = run_runner(["--selftest", str(_tiny_workflow(tmp_path)), "--server", server.address])
+    assert code == fastvmt_runner.EXIT_USAGE and "one Motion Fidelity node scoring a run without FastVMT" in err
+    assert "uploaded" not in err
+
+
+def test_selftest_tells_the_plain_run_from_the_fastvmt_run():
+    """The scores are told apart by what feeds them, not by node ids or titles: a copy of the
+    self-test with the motion applied through Apply FastVMT Motion + KSampler still works; a
+    workflow scoring two plain runs is refused, naming what it lacks."""
+    import fastvmt_selftest
+    api = json.loads(SELFTEST_API.read_text("utf-8"))
+    ids = fastvmt_selftest.score_nodes(api)
+    plain, guided = (next(k for k, n in api.items() if n["class_type"] == t)
+                     for t in ("KSampler", "FastVMTGuidanceSampler"))
+    assert api[api[ids["plain"]]["inputs"]["generated"][0]]["inputs"]["samples"][0] == plain
+    motion = api[guided]["inputs"].pop("motion")
+    api["90"] = {"class_type": "FastVMTApplyMotion", "inputs": {"model": api[guided]["inputs"]["model"],
+                                                                 "motion": motion}}
+    api[guided] = {"class_type": "KSampler", "inputs": {**api[guided]["inputs"], "model": ["90", 0]}}
+    assert fastvmt_selftest.score_nodes(api) == ids
+    api[ids["fastvmt"]]["inputs"]["generated"] = api[ids["plain"]]["inputs"]["generated"]
+    with pytest.raises(ValueError, match="it has 2 and 0"):
+        fastvmt_selftest.score_nodes(api)

@@ -101,7 +101,8 @@ def test_expected_workflows_shipped():
     assert names == {"fastvmt_wan21_t2v_motion_transfer", "fastvmt_wan21_t2v_apply_motion_ksampler",
                      "fastvmt_wan21_t2v_extract_and_save_motion", "fastvmt_wan21_t2v_reuse_saved_motion",
                      "fastvmt_wan21_t2v_uni_pc", "fastvmt_wan22_t2v_14b_two_experts",
-                     "fastvmt_wan22_i2v_14b_two_experts", "fastvmt_wan22_ti2v_5b", "fastvmt_wan21_i2v_480p"}
+                     "fastvmt_wan22_i2v_14b_two_experts", "fastvmt_wan22_ti2v_5b", "fastvmt_wan21_i2v_480p",
+                     "fastvmt_selftest_wan21_t2v"}
     for p in ui_files():
         assert api_file_for(p).is_file(), p
         ui = json.loads(p.read_text(encoding="utf-8"))
@@ -137,6 +138,40 @@ def _source(api, node_id, name):
     """The node feeding input ``name`` of node ``node_id`` (its id and class_type)."""
     ref = api[node_id]["inputs"][name]
     return ref[0], api[ref[0]]["class_type"]
+
+
+def test_selftest_workflow_compares_like_with_like():
+    """The self-test: the shipped clip; one prompt, seed, latent and sampler settings for the
+    plain and the FastVMT run; each scored against the frames Extract Motion uses (as many
+    as generated); the video stitched reference | plain | FastVMT with the reference first
+    (its even width keeps the stitched width even for H.264)."""
+    api = _api("fastvmt_selftest_wan21_t2v")
+    ids = {}
+    for k, n in api.items():
+        ids.setdefault(n["class_type"], []).append(k)
+    (video,), (frames,), (extract,), (latent,) = (ids[t] for t in ("LoadVideo", "ImageFromBatch",
+                                                                  "FastVMTExtractMotion", "EmptyHunyuanLatentVideo"))
+    assert api[video]["inputs"]["file"] == load_builder().SELFTEST_VIDEO
+    assert (WORKFLOW_DIR / "input" / api[video]["inputs"]["file"]).is_file()
+    assert _source(api, extract, "images")[0] == frames and api[frames]["inputs"]["batch_index"] == 0
+    assert api[frames]["inputs"]["length"] == api[extract]["inputs"]["length"] == api[latent]["inputs"]["length"]
+    (plain,), (guided,) = ids["KSampler"], ids["FastVMTGuidanceSampler"]
+    same = ("model", "positive", "negative", "latent_image", "seed", "steps", "cfg", "sampler_name", "scheduler",
+            "denoise")
+    assert all(api[plain]["inputs"][k] == api[guided]["inputs"][k] for k in same)
+    assert _source(api, guided, "motion")[0] == extract and "motion" not in api[plain]["inputs"]
+    decoded = {}
+    for d in ids["VAEDecode"]:
+        decoded[_source(api, d, "samples")[0]] = d
+    scored = {_source(api, m, "generated")[0]: m for m in ids["FastVMTMotionFidelity"]}
+    assert set(scored) == {decoded[plain], decoded[guided]}
+    assert all(_source(api, m, "reference")[0] == frames for m in scored.values())
+    first, second = ids["ImageStitch"]
+    assert [_source(api, first, "image1")[0], _source(api, first, "image2")[0]] == [frames, decoded[plain]]
+    assert [_source(api, second, "image1")[0], _source(api, second, "image2")[0]] == [first, decoded[guided]]
+    assert all(api[s]["inputs"]["direction"] == "right" and api[s]["inputs"]["spacing_width"] % 2 == 0
+               for s in (first, second))
+    assert _source(api, ids["CreateVideo"][0], "images")[0] == second
 
 
 GENERATION_LATENTS = ("EmptyHunyuanLatentVideo", "WanImageToVideo", "Wan22ImageToVideoLatent")
@@ -252,6 +287,7 @@ def stand_in_user_files(comfy, tmp_path_factory):
         p.write_bytes(b"")
         comfy.add_model_file(folder, p, name)
     (comfy.input_dir / b.REFERENCE_VIDEO).write_bytes(b"")
+    (comfy.input_dir / b.SELFTEST_VIDEO).write_bytes(b"")
     (comfy.input_dir / b.START_IMAGE).write_bytes(b"")
     motion = comfy.input_dir / "fastvmt" / "motion_00001_.safetensors"
     motion.parent.mkdir(parents=True, exist_ok=True)

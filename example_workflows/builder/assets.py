@@ -31,3 +31,4 @@ MODEL_FILES = {  # name -> (models/ folder, download url); shown by the frontend
 
 REFERENCE_VIDEO = "reference.mp4"
 START_IMAGE = "start_image.png"
+SELFTEST_VIDEO = "fastvmt_selftest_reference.mp4"   # shipped in example_workflows/input/

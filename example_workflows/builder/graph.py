@@ -27,7 +27,8 @@ VIDEO_RESERVE = math.ceil(VIDEO_ROWS + VIDEO_W * PORTRAIT)
 
 # The pack's web extension (web/js/fastvmt.js) shows a run summary in a box under these
 # nodes after a run, growing them by up to 16 text rows (14 px each, plus margins).
-SUMMARY_NODES = {"FastVMTExtractMotion", "FastVMTGuidanceSampler", "FastVMTLoadMotion", "FastVMTSaveMotion"}
+SUMMARY_NODES = {"FastVMTExtractMotion", "FastVMTGuidanceSampler", "FastVMTLoadMotion", "FastVMTSaveMotion",
+                 "FastVMTMotionFidelity"}
 SUMMARY_ROOM = 16 * 14 + 12 + 20
 
 NOTE_COLOR = ("#432", "#653")

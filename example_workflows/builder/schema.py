@@ -21,7 +21,8 @@ NODE_TYPES = (
     "EmptyHunyuanLatentVideo", "KSampler", "KSamplerAdvanced", "ModelSamplingSD3", "VAEDecode", "CreateVideo",
     "SaveVideo", "LoadImage", "CLIPVisionLoader", "CLIPVisionEncode", "WanImageToVideo", "Wan22ImageToVideoLatent",
     "FastVMTExtractMotion", "FastVMTStepSkipSettings", "FastVMTGuidanceSampler", "FastVMTApplyMotion",
-    "FastVMTSaveMotion", "FastVMTLoadMotion",
+    "FastVMTSaveMotion", "FastVMTLoadMotion", "FastVMTMotionFidelity", "ImageFromBatch",
+    "ImageStitch",
 )
 # Frontend-only node types (never sent to the server).
 VIRTUAL_TYPES = {"Note", "MarkdownNote"}
