@@ -117,8 +117,8 @@ def published_rows() -> list[dict]:
     for model in WAN_MODELS:
         for width, height in ((832, 480), (1280, 720)):
             g = published_geometry(model, width, height, 81)
-            recomputed = gradient_pass_memory(g, s, keep_activations=False)
-            kept = gradient_pass_memory(g, s, keep_activations=True)
+            recomputed = gradient_pass_memory(g, s, kept_blocks=0)
+            kept = gradient_pass_memory(g, s, kept_blocks=s.motion_block)
             rows.append({"model": model, "size": f"{width}x{height}x81", "tokens": g.tokens,
                          "recomputed_gib": recomputed.gib(), "kept_gib": kept.gib()})
     return rows
