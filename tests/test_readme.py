@@ -47,7 +47,9 @@ def readme_commands() -> list[str]:
     comments dropped)."""
     text = README.read_text(encoding="utf-8")
     cmds = []
-    for block in re.findall(r"```(?:bash|sh|shell)?\n(.*?)```", text, flags=re.S):
+    for lang, block in re.findall(r"```([a-z]*)\n(.*?)```", text, flags=re.S):
+        if lang not in ("", "bash", "sh", "shell"):  # e.g. the ```text layout map
+            continue
         for line in block.replace("\\\n", " ").splitlines():
             line = line.split("  #")[0].strip()
             if line and not line.startswith("#"):
