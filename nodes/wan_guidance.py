@@ -57,8 +57,8 @@ from comfy_api.torch_helpers.torch_compile import COMPILE_KEY
 from comfy.ldm.flux.math import apply_rope1
 
 from ..fastvmt_core import (EXTRACTION_FIELDS, FastVMTSettings, PassGeometry, global_amf, gradient_pass_memory,
-                            guided_end_percent, guided_prefix, optimize_latent, reference_sigma, sliding_window_amf,
-                            total_loss)
+                            guided_end_percent, guided_prefix, optimize_latent, reference_sigma, sliding_window_amf)
+from ..fastvmt_core import motion_controls as controls_core  # motion controls (strength, transfer, regions)
 from .motion import MotionReference
 
 log = logging.getLogger("FastVMT")
@@ -476,7 +476,8 @@ class GuidanceContext:
     keep_activations: bool = False    # gradient passes skip the per-block recompute (plan_memory)
     gen_held: HeldEntries | None = None  # entries the sampler holds fixed in the generated latent
     ref_held: HeldEntries | None = None  # ... and in the reference (TI2V: its own first frame)
-    ref_flows: dict = field(default_factory=dict)  # reference sigma -> MotionFlow
+    ref_flows: dict = field(default_factory=dict)  # reference sigma -> MotionFlow (MotionTargets under controls)
+    controls: object = None           # motion controls: fastvmt_core.MotionControls, None for plain FastVMT
     step_log: list = field(default_factory=list)
 
 
@@ -500,7 +501,8 @@ def reference_flows(ctx: GuidanceContext, sigma) -> tuple[object, float]:
     else:
         ref_sigma = reference_sigma(float(sigma), s.reference_sigma_cap)
     if ref_sigma not in ctx.ref_flows:
-        ctx.ref_flows[ref_sigma] = _reference_flow_at(ctx, ref_sigma)
+        ctx.ref_flows[ref_sigma] = controls_core.motion_targets(_reference_flow_at(ctx, ref_sigma),
+                                                                ctx.controls)  # motion controls
     return ctx.ref_flows[ref_sigma], ref_sigma
 
 
@@ -539,8 +541,10 @@ def guide_latent(ctx: GuidanceContext, x: torch.Tensor, sigma, step_index: int) 
         held = ctx.gen_held
         # A clone made here is an ordinary tensor: autograd saves it (the mask came from inference mode).
         mask = held.mask_at(sigma_t.to(x.device)).clone() if held is not None else None
+        region = controls_core.latent_region(ctx.controls, x)  # motion controls: generation mask, or None
 
         def loss_fn(xv):
+            xv = controls_core.confine(xv, region)  # motion controls: no gradient outside the generation mask
             # Held entries reach the model as the sampler shows them, so they get no gradient.
             x_in = held.model_input(ctx.base_model, xv, sigma_t, mask) if held is not None else xv
             q, k = capture_qk(ctx.base_model, ctx.gen_conds, x_in, sigma_t, ctx.model_options, s.motion_block,
@@ -549,8 +553,8 @@ def guide_latent(ctx: GuidanceContext, x: torch.Tensor, sigma, step_index: int) 
                 raise ValueError(no_gradient_message(ctx.base_model))
             losses, parts = [], {"amf": 0.0, "window": 0.0}
             for b in range(q.shape[0]):  # batch of latents: one flow each, same reference
-                loss, p = total_loss(ref, _flow(s, q[b], k[b]), lambda_amf=s.lambda_amf,
-                                     lambda_window=s.lambda_window, alpha=s.alpha)
+                loss, p = controls_core.controlled_loss(ref, _flow(s, q[b], k[b]), lambda_amf=s.lambda_amf,
+                                                        lambda_window=s.lambda_window, alpha=s.alpha)
                 losses.append(loss)
                 parts = {key: parts[key] + p[key] for key in parts}
             return torch.stack(losses).sum(), parts
@@ -565,10 +569,12 @@ def guide_latent(ctx: GuidanceContext, x: torch.Tensor, sigma, step_index: int) 
                                        on_step=on_step)
         if mask is not None:  # AdamW's weight decay would still move them
             x_opt = x_opt * mask + x.float() * (1.0 - mask)
+        x_opt = controls_core.keep_outside(x_opt, x, region)  # motion controls
     ctx.step_log.append({"step": step_index, "sigma": float(sigma), "reference_sigma": ref_sigma,
                          "losses": stats.losses, "gradient_evaluations": stats.gradient_evaluations,
                          "stopped": stats.stop_reason,
-                         "seconds": time.perf_counter() - start})
+                         "seconds": time.perf_counter() - start,
+                         **controls_core.region_change(x_opt, x, region)})  # motion controls
     if stats.stopped_early:
         log.warning("FastVMT: guided step %d stopped early (%s); kept the last finite latent",
                     step_index, stats.stop_reason)
@@ -880,7 +886,7 @@ def guided_range(model_sampling, sigmas, noise, fraction: float) -> GuidedRange:
 
 def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, noise, latent_image, denoise_mask,
                             disable_pbar, *, motion: MotionReference, settings: FastVMTSettings,
-                            report: dict | None = None):
+                            report: dict | None = None, controls=None):
     sampler = executor.class_obj
     base_model = guider.inner_model
     plan = guided_range(base_model.model_sampling, sigmas, noise, settings.guided_fraction)
@@ -917,7 +923,7 @@ def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, nois
                           gen_conds=guider.conds["positive"], ref_conds=ref_conds, ref_latent=ref_latent,
                           ref_noise=ref_noise, settings=settings, progress=progress.inner_step,
                           exit_block=_capture_exit_block(settings, geometry), keep_activations=memory.keep_activations,
-                          gen_held=gen_held, ref_held=ref_held)
+                          gen_held=gen_held, ref_held=ref_held, controls=controls)  # motion controls
     guided = copy.copy(sampler)
     guided.sampler_function = functools.partial(
         guided_sampling, inner=sampler.sampler_function, n_guided=n_guided,
@@ -936,6 +942,9 @@ def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, nois
         image_text = _image_to_video_text(geometry, motion, ref_conds, ref_held, gen_held)
         if image_text:
             summary["text"] += f"\n  {image_text}"
+        lines, summary["controls"] = controls_core.controls_summary(controls, ctx.ref_flows.values(),
+                                                                    ctx.step_log)  # motion controls
+        summary["text"] += "".join(f"\n  {line}" for line in lines)
         if report is not None:
             report.update(summary)
     log.info("%s", summary["text"])
@@ -981,14 +990,19 @@ def _summary(ctx: GuidanceContext, plan: GuidedRange, seconds) -> dict:
 
 
 def apply_fastvmt(model_patcher, motion: MotionReference, settings: FastVMTSettings | None, *,
-                  report: dict | None = None):
-    """A clone of ``model_patcher`` whose sampling runs FastVMT guidance; the input is untouched."""
+                  report: dict | None = None, masks=(None, None)):
+    """A clone of ``model_patcher`` whose sampling runs FastVMT guidance; the input is untouched.
+    ``masks``: the optional (reference_mask, generation_mask) of the motion controls."""
     resolved = resolve_settings(motion, settings)
     # Channels and block index now; the latent size is checked once the sampled latent is known.
-    check_motion_matches(motion, wan_geometry(model_patcher), motion.latent.shape)
+    geometry = wan_geometry(model_patcher)
+    check_motion_matches(motion, geometry, motion.latent.shape)
+    # motion controls: masks fitted to the reference's (= the generation's) token grid, before sampling
+    controls = controls_core.build_controls(resolved, *masks, tuple(motion.latent.shape[2:]), geometry.patch_size)
     clone = model_patcher.clone()
     if resolved.guided:
         clone.add_wrapper_with_key(
             comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE, WRAPPER_KEY,
-            functools.partial(fastvmt_sampler_wrapper, motion=motion, settings=resolved, report=report))
+            functools.partial(fastvmt_sampler_wrapper, motion=motion, settings=resolved, report=report,
+                              controls=controls))  # motion controls
     return clone, resolved
