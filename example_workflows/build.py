@@ -632,7 +632,7 @@ def wf_reuse() -> Graph:
     latent = g.add("EmptyHunyuanLatentVideo", title="Empty Wan Latent Video", size=(420, 130), batch_size=1,
                    **SIZE)
     xb, xc = XB, XB + 420 + 160
-    xd = xc + 340 + 160
+    xd = xc + 340 + 180  # room for the VAE's link past the samplers' summary boxes
     y = column(xb, 0, unet, motion, settings) + 120
     y = column(xb, y, latent, neg) + GAP + 60
     chains, y_s = [], 0
@@ -969,8 +969,36 @@ def wf_i2v_wan21() -> Graph:
     return g
 
 
+# --- motion controls: camera motion only (self-contained: the text-to-video helpers above) ---
+
+NOTE_CAMERA_ONLY = (
+    "Camera motion only: Step-Skip Settings 'transfer' is 'camera'. Per pair of frames FastVMT fits the "
+    "reference's global motion (pan, tilt, zoom, roll: one affine motion of the frame, robust to what moves in "
+    "front of it) and guides the new video's global motion to follow it. The new subject moves as the prompt "
+    "says.\n\n"
+    "Use a reference whose camera moves. On a still camera the summary warns and the new camera is held still. "
+    "Parallax (near things passing faster) is not one global motion: that part is left free.\n\n"
+    "motion_strength scales the camera motion; a reference_mask on the sampler chooses where the camera is read "
+    "(e.g. the background).\n\n" + NOTE_SAMPLER.split("\n\n", 1)[0])
+
+
+def wf_camera_only() -> Graph:
+    g = Graph("fastvmt_wan21_t2v_camera_motion_only", "Camera motion only: Wan 2.1 1.3B",
+              "The reference's camera motion (pan, zoom, roll) in a new video; its objects' motion is not copied.")
+    n = _transfer_inputs(g)
+    n["settings"].values["transfer"] = "camera"
+    sampler = g.add("FastVMTGuidanceSampler", size=(340, 380), model=n["unet"], positive=n["pos"],
+                    negative=n["neg"], latent_image=n["latent"], motion=n["extract"], settings=n["settings"],
+                    seed=42, steps=50, cfg=6.0, sampler_name="euler", scheduler="simple", denoise=1.0)
+    _transfer_layout(n)
+    column(XD, 0, sampler)
+    out = _transfer_output(g, n, sampler, "video/fastvmt_camera")
+    _transfer_notes_and_groups(g, n, [sampler], out, NOTE_CAMERA_ONLY, 440)
+    return g
+
+
 WORKFLOWS = [wf_guidance_sampler, wf_apply_motion, wf_extract_save, wf_reuse, wf_uni_pc, wf_two_experts,
-             wf_i2v_two_experts, wf_ti2v_5b, wf_i2v_wan21]
+             wf_i2v_two_experts, wf_ti2v_5b, wf_i2v_wan21, wf_camera_only]
 
 
 

@@ -132,17 +132,3 @@ def affine_field(matrix: torch.Tensor, translation: torch.Tensor, h: int, w: int
                             torch.arange(w, dtype=matrix.dtype, device=matrix.device), indexing="ij")
     pos = torch.stack([ys, xs], dim=-1)
     return torch.einsum("pij,hwj->phwi", matrix, pos) + translation[:, None, None, :]
-
-
-def motion_per_frame(field: torch.Tensor, offsets: torch.Tensor, weights: torch.Tensor | None = None) -> float:
-    """Root-mean-square displacement per latent frame: each pair's RMS over tokens (weighted)
-    divided by its frame offset, averaged over pairs. 0 for no pairs."""
-    if field.shape[0] == 0:
-        return 0.0
-    sq = field.float().pow(2).sum(dim=-1)
-    if weights is None:
-        per_pair = sq.mean(dim=(1, 2))
-    else:
-        wts = weights.float()
-        per_pair = (wts * sq).sum(dim=(1, 2)) / wts.sum(dim=(1, 2)).clamp(min=1e-12)
-    return float((per_pair.sqrt() / offsets.float().to(per_pair.device)).mean())

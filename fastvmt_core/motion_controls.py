@@ -26,12 +26,14 @@ import torch
 import torch.nn.functional as F
 
 from .amf import MotionFlow
-from .camera_motion import decompose, fit_camera, motion_per_frame
+from .camera_motion import decompose, fit_camera
+from .latent_motion import reference_motion
 from .losses import amf_loss, total_loss, window_loss
 
 TIME_STRIDE = 4          # video frames per latent frame after the first (Wan's VAEs)
 ASPECT_TOLERANCE = 0.01  # masks within 1% of the video's aspect are only resized
-STILL_MOTION = 0.05      # tokens per latent frame: below this a part of the reference's motion counts as none
+STILL_MOTION = 0.25      # latent pixels per latent frame (2 video pixels per 4 frames with Wan 2.1's VAE):
+                         # below this the reference's camera (or object) motion counts as none
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,9 @@ class MotionControls:
     reference_region / generation_region: [F, H, W] token weights in 0..1 (latent frames x
     token grid), or None for everywhere. latent_region: [1, 1, F, H', W'] (latent shape),
     1 where guidance may change the latent (the generation region's tokens), else 0.
-    notes: what was done to fit the masks, for the run summary.
+    reference_camera / reference_objects: the reference's motion read from its latent
+    (latent_motion.py), latent pixels per latent frame; None with transfer "all".
+    notes: what was done to fit the masks, and warnings, for the run summary.
     """
 
     strength: float = 1.0
@@ -50,6 +54,8 @@ class MotionControls:
     generation_region: torch.Tensor | None = None
     latent_region: torch.Tensor | None = None
     tile: tuple[int, int] = (3, 4)
+    reference_camera: float | None = None
+    reference_objects: float | None = None
     notes: tuple[str, ...] = ()
 
 
@@ -60,8 +66,7 @@ class MotionTargets:
     target [P, H, W, 2]: strength x (the reference flow | its camera field | its residual);
     weights [P, H, W]: per-token loss weights (None: plain mean); gen_prior [P, H, W]: the
     generation region at each pair's source frame (where the generated camera is fitted);
-    tile_weights [F, tiles]: the window loss's tile weights. camera / objects: the
-    reference's motion per latent frame in each part (tokens, RMS).
+    tile_weights [F, tiles]: the window loss's tile weights.
     """
 
     flow: MotionFlow
@@ -70,8 +75,6 @@ class MotionTargets:
     weights: torch.Tensor | None
     gen_prior: torch.Tensor | None
     tile_weights: torch.Tensor | None
-    camera: float
-    objects: float
 
 
 # ---- masks -> token weights ----------------------------------------------------------
@@ -148,13 +151,15 @@ def _latent_region(weights: torch.Tensor, latent_fhw, patch) -> torch.Tensor:
     return inside[None, None, :, :h, :w].contiguous()
 
 
-def build_controls(settings, reference_mask, generation_mask, latent_fhw, patch) -> MotionControls | None:
+def build_controls(settings, reference_mask, generation_mask, reference_latent: torch.Tensor,
+                   patch) -> MotionControls | None:
     """The run's controls from the settings (motion_strength, transfer, tile) and the two
-    optional masks, for a latent of ``latent_fhw`` (frames, height, width) and the DiT's
-    ``patch`` size. None when nothing differs from plain FastVMT."""
+    optional masks, for the reference latent [1, C, F, H, W] (the generation's size) and the
+    DiT's ``patch`` size. None when nothing differs from plain FastVMT."""
     if (settings.motion_strength == 1.0 and settings.transfer == "all" and reference_mask is None
             and generation_mask is None):
         return None
+    latent_fhw = tuple(reference_latent.shape[2:])
     notes, ref_region, gen_region, latent = [], None, None, None
     if reference_mask is not None:
         ref_region, more = region_weights(reference_mask, latent_fhw, patch, "reference_mask")
@@ -169,8 +174,24 @@ def build_controls(settings, reference_mask, generation_mask, latent_fhw, patch)
                              "token by token at the same place in both clips, so with transfer "
                              f"'{settings.transfer}' nothing would be compared; let the regions overlap, or use "
                              "transfer 'camera' (the global motion does not depend on where it is measured).")
+    camera = objects = None
+    if settings.transfer != "all":
+        camera, objects = reference_motion(reference_latent, ref_region)
+        notes += _still_warnings(settings.transfer, camera, objects)
     return MotionControls(float(settings.motion_strength), settings.transfer, ref_region, gen_region, latent,
-                          tuple(settings.tile), tuple(notes))
+                          tuple(settings.tile), camera, objects, tuple(notes))
+
+
+def _still_warnings(transfer: str, camera: float, objects: float) -> list[str]:
+    """A warning when the part of the motion chosen by ``transfer`` is (almost) absent from the reference."""
+    value, what, other = ((camera, "camera", "'all' or 'objects'") if transfer == "camera"
+                          else (objects, "object", "'all' or 'camera'"))
+    if value >= STILL_MOTION:
+        return []
+    held = "camera" if transfer == "camera" else "objects"
+    return [f"transfer '{transfer}': the reference shows almost no {what} motion ({value:.2f} latent pixels per "
+            f"latent frame, under {STILL_MOTION}), so guidance holds the generated {held} still; use {other} to "
+            "transfer the motion the reference has"]
 
 
 # ---- reference flow -> targets, and the loss -------------------------------------------
@@ -212,9 +233,7 @@ def motion_targets(flow: MotionFlow, controls: MotionControls | None):
     tiles = None
     if controls.generation_region is not None:
         tiles = tile_weights(controls.generation_region, controls.tile).to(flow.displacement.device)
-    return MotionTargets(flow, controls.transfer, (controls.strength * part).detach(), weights, gen_prior, tiles,
-                         motion_per_frame(fit.field, flow.offsets, ref_prior),
-                         motion_per_frame(residual, flow.offsets, ref_prior))
+    return MotionTargets(flow, controls.transfer, (controls.strength * part).detach(), weights, gen_prior, tiles)
 
 
 def controlled_loss(ref, gen: MotionFlow, *, lambda_amf: float = 5.0, lambda_window: float = 1.0,
@@ -272,28 +291,17 @@ def region_change(x_new: torch.Tensor, x_old: torch.Tensor, region: torch.Tensor
 
 # ---- the run summary ----------------------------------------------------------------------
 
-def controls_summary(controls: MotionControls | None, references, steps) -> tuple[list[str], dict]:
-    """Lines for the sampler's run summary and a dict for its report. ``references``: the
-    run's targets (one per reference pass); ``steps``: the step log (region_change entries)."""
+def controls_summary(controls: MotionControls | None, steps) -> tuple[list[str], dict]:
+    """Lines for the sampler's run summary and a dict for its report; ``steps``: the step log
+    (its region_change entries)."""
     if controls is None:
         return [], {}
-    targets = [t for t in references if isinstance(t, MotionTargets)]
-    info = {"motion_strength": controls.strength, "transfer": controls.transfer, "warnings": list(controls.notes)}
+    info = {"motion_strength": controls.strength, "transfer": controls.transfer, "warnings": list(controls.notes),
+            "reference_camera": controls.reference_camera, "reference_objects": controls.reference_objects}
     lines = [f"motion controls: motion_strength {controls.strength:g}, transfer '{controls.transfer}'"]
-    if targets:
-        info["reference_camera"] = sum(t.camera for t in targets) / len(targets)
-        info["reference_objects"] = sum(t.objects for t in targets) / len(targets)
-        lines.append(f"reference motion per latent frame (RMS over tokens, {len(targets)} reference pass"
-                     f"{'es' if len(targets) > 1 else ''}): camera {info['reference_camera']:.3f} tokens, "
-                     f"objects {info['reference_objects']:.3f}")
-        for part, key, other in (("camera", "reference_camera", "'all' or 'objects'"),
-                                 ("objects", "reference_objects", "'all' or 'camera'")):
-            if controls.transfer == part and info[key] < STILL_MOTION:
-                info["warnings"].append(
-                    f"transfer '{part}': the reference shows almost no {'camera' if part == 'camera' else 'object'} "
-                    f"motion ({info[key]:.3f} tokens per latent frame, under {STILL_MOTION}), so guidance held "
-                    f"the generated {'camera' if part == 'camera' else 'objects'} still; use {other} to transfer "
-                    "the motion the reference has")
+    if controls.reference_camera is not None:
+        lines.append(f"reference motion read from its latent: camera {controls.reference_camera:.2f}, objects "
+                     f"{controls.reference_objects:.2f} latent pixels per latent frame")
     for name, region in (("reference_mask", controls.reference_region),
                          ("generation_mask", controls.generation_region)):
         if region is not None:
