@@ -942,8 +942,7 @@ def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, nois
         image_text = _image_to_video_text(geometry, motion, ref_conds, ref_held, gen_held)
         if image_text:
             summary["text"] += f"\n  {image_text}"
-        lines, summary["controls"] = controls_core.controls_summary(controls, ctx.ref_flows.values(),
-                                                                    ctx.step_log)  # motion controls
+        lines, summary["controls"] = controls_core.controls_summary(controls, ctx.step_log)  # motion controls
         summary["text"] += "".join(f"\n  {line}" for line in lines)
         if report is not None:
             report.update(summary)
@@ -998,7 +997,7 @@ def apply_fastvmt(model_patcher, motion: MotionReference, settings: FastVMTSetti
     geometry = wan_geometry(model_patcher)
     check_motion_matches(motion, geometry, motion.latent.shape)
     # motion controls: masks fitted to the reference's (= the generation's) token grid, before sampling
-    controls = controls_core.build_controls(resolved, *masks, tuple(motion.latent.shape[2:]), geometry.patch_size)
+    controls = controls_core.build_controls(resolved, *masks, motion.latent, geometry.patch_size)
     clone = model_patcher.clone()
     if resolved.guided:
         clone.add_wrapper_with_key(
