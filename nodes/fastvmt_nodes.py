@@ -369,6 +369,8 @@ class GuidanceSampler(io.ComfyNode):
         (out,) = comfy_nodes.common_ksampler(patched, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                                              latent_image, denoise=denoise)
         text = report.get("text", f"FastVMT {resolved.mode}: no guided steps; plain sampling")
+        if not resolved.guided and (reference_mask is not None or generation_mask is not None):
+            text += " (reference_mask / generation_mask not used)"
         stats = {k: v for k, v in report.items() if k != "text"}
         return io.NodeOutput(out, ui={"text": [text], "fastvmt_report": [stats]})
 

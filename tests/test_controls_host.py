@@ -61,6 +61,7 @@ def test_zero_learning_rate_with_every_control_equals_plain_sampling(run_graph, 
         g["out_plain"] = {"class_type": "FastVMTTestInspect", "inputs": {"value": ["plain", 0]}}
         r = run_graph(g).raise_for_error()
         assert report(r)["steps"] and torch.equal(samples(r), samples(r, "plain"))
+        assert "no guided steps; plain sampling (reference_mask / generation_mask not used)" in text(r, "plain")
 
 
 def test_latent_outside_the_generation_mask_gets_no_gradient(run_graph, tiny_wan, fastvmt_pack):
