@@ -222,8 +222,10 @@ def motion_targets(flow: MotionFlow, controls: MotionControls | None):
         return flow
     ref_prior = _at_source(controls.reference_region, flow)
     gen_prior = _at_source(controls.generation_region, flow)
-    fit, residual = decompose(flow.displacement, ref_prior)
-    part = {"all": flow.displacement, "camera": fit.field, "objects": residual}[controls.transfer]
+    part = flow.displacement
+    if controls.transfer != "all":
+        fit, residual = decompose(flow.displacement, ref_prior)
+        part = fit.field if controls.transfer == "camera" else residual
     if controls.transfer == "camera":
         weights = gen_prior  # the global motion is compared over the generation region
     elif ref_prior is None or gen_prior is None:
