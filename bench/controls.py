@@ -23,8 +23,11 @@ Part 2, the tiny shapes model (``bench.quality`` level 2, from the reference noi
 denoise 0.75): a shape moving on a random path (object motion, no camera). Rows: no
 transfer, strength 0 / 0.5 / 1 / 2, transfer camera (the summary must warn: the reference
 has no camera motion), and strength 1 with a generation mask on the half of the frame where
-the reference's path starts. Scores: the centroid path's length (px) and step cosine with
-the reference, and for the mask the clip's change against no transfer inside and outside it.
+the reference's path starts. Scores: the centroid path's length (px), its gain (the
+least-squares factor of the generated centroid steps on the reference's: 0 none of its
+motion, 1 all, 2 twice) and step cosine with the reference, and for the mask the clip's
+change against no transfer inside and outside it. Part 1 reports the same gain of the
+block-matched field on the reference's known field.
 """
 
 from __future__ import annotations
@@ -129,10 +132,19 @@ def global_and_objects(field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return camera, field - camera
 
 
+def gain(motion: np.ndarray, reference: np.ndarray) -> float:
+    """How much of the reference's motion a clip has: the least-squares factor g of
+    ``motion ~ g * reference`` (vectors [..., 2]): 0 for none (or unrelated motion), 1 for
+    all of it, 2 for twice as much."""
+    den = float((reference * reference).sum())
+    return float((motion * reference).sum()) / den if den > 0 else float("nan")
+
+
 def score_known(ref: dict, z: torch.Tensor) -> dict:
     field = block_motion(z.transpose(0, 1).numpy(), CELLS, max_shift=4)
     camera, residual = global_and_objects(field)
     true_camera = np.broadcast_to(np.asarray(ref["camera"]), camera.shape)
+    true = np.array(true_camera)
     out = {"camera_cos": displacement_agreement(camera, true_camera, still_px=0.1),
            "magnitude": float(np.linalg.norm(field, axis=-1).mean()),
            "global_px": float(np.linalg.norm(camera, axis=-1).mean())}
@@ -141,6 +153,8 @@ def score_known(ref: dict, z: torch.Tensor) -> dict:
         own = np.asarray(ref["object"]) - np.asarray(ref["camera"])
         out["object_cos"] = displacement_agreement(residual[cells], np.broadcast_to(own, residual[cells].shape),
                                                    still_px=0.1)
+        true[cells] = np.asarray(ref["object"])
+    out["gain"] = gain(field, true)
     out["field"] = field
     return out
 
@@ -239,7 +253,9 @@ def run_shapes(host, seeds, rows=SHAPES_ROWS, steps: int = 20) -> dict:
             clips[row] = clip
             path = shapes.centroid_path(clip)
             text = (res.ui_output("sample").get("text") or [""])[0]
+            steps_ref = (ref["path"][1:] - ref["path"][:-1]).numpy()
             runs.append({"seed": seed, "row": row, "path_px": float((path[1:] - path[:-1]).norm(dim=1).sum()),
+                         "gain": gain((path[1:] - path[:-1]).numpy(), steps_ref),
                          "ref_path_px": float((ref["path"][1:] - ref["path"][:-1]).norm(dim=1).sum()),
                          "step_cos": quality.score_clip(ref, clip)["step_cos"],
                          "camera_warning": "almost no camera motion" in text, "seconds": time.perf_counter() - t0})
@@ -286,20 +302,20 @@ def format_tables(res: dict) -> str:
     if "known" in res:
         out += ["", "Known camera and object motion (random Wan, motion block W_k = W_q; block-matched latent motion):",
                 "", "| reference | row | global motion vs reference camera (cosine) | objects vs disc's own motion "
-                "(cosine) | motion px/frame | left-half change | right-half change | seeds |",
-                "|---|---|---|---|---|---|---|---|"]
+                "(cosine) | motion px/frame | gain of the reference motion | left-half change | right-half change "
+                "| seeds |", "|---|---|---|---|---|---|---|---|---|"]
         for r in res["known"]["summary"]:
             out.append(f"| {r['kind']} | {r['row']} | {_fmt(r['camera_cos'])} | {_fmt(r['object_cos'])} | "
-                       f"{_fmt(r['magnitude'])} | {_fmt(r['change_left'], False)} | "
+                       f"{_fmt(r['magnitude'])} | {_fmt(r['gain'])} | {_fmt(r['change_left'], False)} | "
                        f"{_fmt(r['change_right'], False)} | {r['n']} |")
     if "shapes" in res:
         out += ["", "Tiny shapes model, a shape on a random path (no camera motion), from denoise 0.75:", "",
-                "| row | centroid path px (reference: {:.1f}) | step cosine | 'no camera motion' warning | "
-                "change in mask half | other half | seeds |".format(res["shapes"]["reference_path_px"]),
-                "|---|---|---|---|---|---|---|"]
+                "| row | centroid path px (reference: {:.1f}) | gain of the reference path | step cosine | "
+                "'no camera motion' warning | change in mask half | other half | seeds |".format(
+                    res["shapes"]["reference_path_px"]), "|---|---|---|---|---|---|---|---|"]
         for r in res["shapes"]["summary"]:
             warn = f"{r['camera_warning'][0]:.0%}" if r["camera_warning"] else "-"
-            out.append(f"| {r['row']} | {_fmt(r['path_px'])} | {_fmt(r['step_cos'])} | {warn} | "
+            out.append(f"| {r['row']} | {_fmt(r['path_px'])} | {_fmt(r['gain'])} | {_fmt(r['step_cos'])} | {warn} | "
                        f"{_fmt(r['change_inside'], False)} | {_fmt(r['change_outside'], False)} | {r['n']} |")
     return "\n".join(out)
 
@@ -324,14 +340,14 @@ def cli(argv=None, host=None) -> dict:
         if args.smoke:
             kw = dict(kinds=("pan + shape",), rows={k: KNOWN_ROWS[k] for k in SMOKE_KNOWN_ROWS})
         res["known"] = run_known(host, seeds, **kw)
-        res["known"]["summary"] = summarise(res["known"]["runs"], ("kind", "row"),
-                                            ("camera_cos", "object_cos", "magnitude", "change_left", "change_right"))
+        res["known"]["summary"] = summarise(res["known"]["runs"], ("kind", "row"), ("camera_cos", "object_cos",
+                                            "magnitude", "gain", "change_left", "change_right"))
     if args.part in ("shapes", "all"):
         kw = dict(steps=6, rows={k: SHAPES_ROWS[k] for k in ("no transfer", "camera")}) if args.smoke else {}
         res["shapes"] = run_shapes(host, seeds, **kw)
         runs = res["shapes"]["runs"]
         res["shapes"]["reference_path_px"] = statistics.fmean(r["ref_path_px"] for r in runs)
-        res["shapes"]["summary"] = summarise(runs, ("row",), ("path_px", "step_cos", "camera_warning",
+        res["shapes"]["summary"] = summarise(runs, ("row",), ("path_px", "gain", "step_cos", "camera_warning",
                                                               "change_inside", "change_outside"))
     print(format_tables(res))
     if args.json:

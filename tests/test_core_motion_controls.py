@@ -152,6 +152,33 @@ def test_camera_transfer_leaves_objects_free_and_objects_transfer_leaves_the_cam
     assert float(controlled_loss(obj, same_camera, **zero)[0]) > 1e-2
 
 
+def test_camera_loss_alone_brings_a_still_clip_to_the_reference_pan():
+    """The method without a model: a clip of learnable features (q = k) that starts still,
+    optimised with the camera loss only, ends with the reference's pan as its global motion."""
+    from tests.test_core_amf import translating_features
+    torch.manual_seed(0)
+    frames, h, w, d, flow_kw = 4, 8, 12, 16, dict(temporal_span=1, window=5, tile=(2, 2))
+    ref_features = translating_features(frames, h, w, d, (1, 1), scale=1.5)  # sharp enough to read, not saturated
+    ref = sliding_window_amf(ref_features, ref_features, **flow_kw)
+    settings = FastVMTSettings(transfer="camera", tile=(2, 2))
+    targets = motion_targets(ref, build_controls(settings, None, None, torch.zeros(1, 16, frames, 2 * h, 2 * w),
+                                                 PATCH))
+    x = (ref_features[:1].expand(frames, -1, -1, -1) + 0.1 * torch.randn(frames, h, w, d)).requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=0.05)
+    start = fit_camera(sliding_window_amf(x.detach(), x.detach(), **flow_kw).displacement)
+    for _ in range(40):
+        loss, _ = controlled_loss(targets, sliding_window_amf(x, x, **flow_kw), lambda_window=0.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        camera = fit_camera(sliding_window_amf(x, x, **flow_kw).displacement)
+    pan = fit_camera(ref.displacement)
+    torch.testing.assert_close(pan.field, torch.ones_like(pan.field), atol=0.1, rtol=0)  # (1, 1) per frame
+    before, after = ((f.field - pan.field).norm(dim=-1).mean() for f in (start, camera))
+    assert float(before) > 1.3 and float(after) < 0.3 * float(before)
+
+
 def test_strength_one_all_under_controls_matches_the_plain_loss():
     """An everywhere-true generation mask goes through the controlled path with neutral
     settings: it must give today's loss (the window loss over all tiles included)."""
