@@ -10,7 +10,10 @@ from .losses import amf_loss, window_loss, total_loss, offset_weights
 from .optimize import optimize_latent, OptimizeStats
 from .schedule import guided_end_percent, guided_prefix, reference_sigma, uniform_percents
 from .settings import (FastVMTSettings, MODES, REFERENCE_NOISE_MODES, KEEP_ACTIVATIONS_MODES, STEP_SKIP_FIELDS,
-                       EXTRACTION_FIELDS)
+                       EXTRACTION_FIELDS, TRANSFER_MODES, MAX_MOTION_STRENGTH)
+from .camera_motion import CameraFit, fit_camera, decompose, affine_field
+from .motion_controls import (MotionControls, MotionTargets, build_controls, motion_targets, controlled_loss,
+                              latent_region, confine, keep_outside, region_change, controls_summary)
 from .memory import PassGeometry, PassMemory, gradient_pass_memory, most_kept_blocks, published_geometry, WAN_MODELS
 from .fidelity import motion_fidelity, motion_fidelity_report, FidelityReport
 
@@ -20,6 +23,9 @@ __all__ = [
     "optimize_latent", "OptimizeStats",
     "guided_end_percent", "guided_prefix", "reference_sigma", "uniform_percents",
     "FastVMTSettings", "MODES", "REFERENCE_NOISE_MODES", "KEEP_ACTIVATIONS_MODES", "STEP_SKIP_FIELDS",
-    "EXTRACTION_FIELDS", "PassGeometry", "PassMemory", "gradient_pass_memory", "most_kept_blocks", "published_geometry", "WAN_MODELS",
+    "EXTRACTION_FIELDS", "TRANSFER_MODES", "MAX_MOTION_STRENGTH", "CameraFit", "fit_camera", "decompose",
+    "affine_field", "MotionControls", "MotionTargets", "build_controls", "motion_targets", "controlled_loss",
+    "latent_region", "confine", "keep_outside", "region_change", "controls_summary", "PassGeometry", "PassMemory", "gradient_pass_memory", "most_kept_blocks",
+    "published_geometry", "WAN_MODELS",
     "motion_fidelity", "motion_fidelity_report", "FidelityReport",
 ]

@@ -27,7 +27,10 @@ def offset_weights(offsets: torch.Tensor, alpha: float = 0.2) -> torch.Tensor:
     return 1.0 - alpha * (offsets - lo) / (hi - lo)
 
 
-def amf_loss(ref: MotionFlow, gen: MotionFlow, *, alpha: float = 0.2) -> torch.Tensor:
+def amf_loss(ref: MotionFlow, gen: MotionFlow, *, alpha: float = 0.2,
+             weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``weights`` [P, H, W] (a region, motion_controls.py): each pair's squared error is
+    their weighted mean instead of the plain mean over tokens; a pair of zero weight adds 0."""
     if ref.pairs.shape != gen.pairs.shape or not torch.equal(ref.pairs.cpu(), gen.pairs.cpu()):
         raise ValueError("reference and generated motion flows cover different frame pairs "
                          f"({ref.pairs.shape[0]} vs {gen.pairs.shape[0]}); extract both with the same settings")
@@ -38,16 +41,22 @@ def amf_loss(ref: MotionFlow, gen: MotionFlow, *, alpha: float = 0.2) -> torch.T
     if n_pairs == 0:
         return gen.displacement.sum() * 0.0
     diff = gen.displacement.float() - ref.displacement.detach().float()
-    per_pair = diff.pow(2).sum(dim=-1).mean(dim=(1, 2))  # [P]
-    weights = offset_weights(gen.offsets, alpha).to(per_pair.device)
-    return (weights * per_pair).sum() / n_pairs
+    sq = diff.pow(2).sum(dim=-1)
+    if weights is None:
+        per_pair = sq.mean(dim=(1, 2))  # [P]
+    else:
+        wts = weights.to(device=sq.device, dtype=sq.dtype)
+        per_pair = (wts * sq).sum(dim=(1, 2)) / wts.sum(dim=(1, 2)).clamp(min=1e-12)
+    pair_weights = offset_weights(gen.offsets, alpha).to(per_pair.device)
+    return (pair_weights * per_pair).sum() / n_pairs
 
 
-def window_loss(gen: MotionFlow) -> torch.Tensor:
+def window_loss(gen: MotionFlow, tile_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Mean L2 norm of window-mean key differences between consecutive target frames.
 
     Zero when the flow has no window keys (global AMF) or no source frame has two
-    consecutive targets.
+    consecutive targets. ``tile_weights`` [F, tiles] (a region, motion_controls.py): a
+    weighted mean, each tile weighted by its share of the region in the source frame.
     """
     wk = gen.window_keys
     if wk is None or wk.shape[0] == 0:
@@ -63,7 +72,10 @@ def window_loss(gen: MotionFlow) -> torch.Tensor:
         return gen.displacement.sum() * 0.0
     wk = wk.float()
     delta = wk[nxt[has_next]] - wk[has_next]  # [Q, T, D]
-    return delta.norm(dim=-1).mean()
+    if tile_weights is None:
+        return delta.norm(dim=-1).mean()
+    wts = tile_weights.to(device=wk.device, dtype=wk.dtype)[pairs[has_next, 0]]  # [Q, T]
+    return (wts * delta.norm(dim=-1)).sum() / wts.sum().clamp(min=1e-12)
 
 
 def total_loss(ref: MotionFlow, gen: MotionFlow, *, lambda_amf: float = 5.0, lambda_window: float = 1.0,

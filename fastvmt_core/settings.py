@@ -12,15 +12,17 @@ from dataclasses import dataclass
 MODES = ("effi_AMF", "AMF", "No_transfer")
 REFERENCE_NOISE_MODES = ("renoise", "clean")
 KEEP_ACTIVATIONS_MODES = ("auto", "always", "never")
+TRANSFER_MODES = ("all", "camera", "objects")
 
 # The Step-Skip Settings node's inputs, in widget order (the optional ones last). Node
 # inputs carry the field names, so every default below is the node's, the example
 # workflows' and the benchmarks' default.
 STEP_SKIP_FIELDS = ("mode", "interval", "inner_steps", "lr_start", "lr_end", "guided_fraction", "lambda_amf",
                     "lambda_window", "reference_noise", "reference_seed", "reference_sigma_cap", "exit_block",
-                    "keep_activations")
+                    "keep_activations", "motion_strength", "transfer")
 # Extract Motion's settings (stored in motion files); Step-Skip Settings holds the rest.
 EXTRACTION_FIELDS = ("motion_block", "temporal_span", "window", "tile", "tau")
+MAX_MOTION_STRENGTH = 10.0
 
 
 @dataclass(frozen=True)
@@ -46,12 +48,17 @@ class FastVMTSettings:
                                       # (the released code truncates after 20); N past the last block: whole DiT
     keep_activations: str = "auto"    # gradient passes keep every block's activations instead of recomputing
                                       # them (faster, more memory); auto: when the estimate fits (memory.py)
+    motion_strength: float = 1.0      # scales the reference motion the generation is guided to: 0 holds still,
+                                      # above 1 exaggerates (motion_controls.py)
+    transfer: str = "all"             # all: the whole motion; camera: only the global (camera) motion;
+                                      # objects: only the motion left after the camera's (camera_motion.py)
 
     def __post_init__(self):
         object.__setattr__(self, "tile", tuple(int(t) for t in self.tile))
         _choice("mode", self.mode, MODES)
         _choice("reference_noise", self.reference_noise, REFERENCE_NOISE_MODES)
         _choice("keep_activations", self.keep_activations, KEEP_ACTIVATIONS_MODES)
+        _choice("transfer", self.transfer, TRANSFER_MODES)
         _int_range("motion_block", self.motion_block, 0, 10_000)
         _int_range("temporal_span", self.temporal_span, 1, 64)
         _int_range("window", self.window, 1, 512)
@@ -71,6 +78,7 @@ class FastVMTSettings:
         _int_range("reference_seed", self.reference_seed, 0, 2**64 - 1)
         _float_range("reference_sigma_cap", self.reference_sigma_cap, 0.0, 1.0)
         _int_range("exit_block", self.exit_block, -1, 10_000)
+        _float_range("motion_strength", self.motion_strength, 0.0, MAX_MOTION_STRENGTH)
         if self.lambda_amf == 0 and self.lambda_window == 0 and self.mode != "No_transfer":
             raise ValueError("lambda_amf and lambda_window are both 0: nothing to optimise; "
                              "set one above 0 or use mode 'No_transfer'")

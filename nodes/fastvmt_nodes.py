@@ -15,7 +15,8 @@ import comfy.utils
 import folder_paths
 import nodes as comfy_nodes
 
-from fastvmt_core import KEEP_ACTIVATIONS_MODES, MODES, REFERENCE_NOISE_MODES, FastVMTSettings
+from fastvmt_core import (KEEP_ACTIVATIONS_MODES, MAX_MOTION_STRENGTH, MODES, REFERENCE_NOISE_MODES, TRANSFER_MODES,
+                         FastVMTSettings)
 from .fidelity_node import MotionFidelity
 from .motion import MotionReference, ReferenceImage, read_motion_file, write_motion_file
 from .wan.apply import apply_fastvmt
@@ -254,6 +255,19 @@ class StepSkipSettings(io.ComfyNode):
                                        "(much less memory). auto (default): keep them when the estimated need "
                                        "fits the device's free memory. never: always recompute. always: keep "
                                        "them even if that offloads model weights."),
+                io.Float.Input("motion_strength", default=d.motion_strength, min=0.0, max=MAX_MOTION_STRENGTH,
+                               step=0.05, optional=True,
+                               tooltip="How much of the reference's motion to transfer: the reference's "
+                                       "displacements are scaled by this before the generation is compared with "
+                                       "them. 1.0 (default): as the reference moves. 0: hold still. 0.5: half. "
+                                       "Above 1 exaggerates. Applies to the part chosen by 'transfer'."),
+                io.Combo.Input("transfer", options=list(TRANSFER_MODES), default=d.transfer, optional=True,
+                               tooltip="Which part of the reference's motion to transfer. all (default): the whole "
+                                       "motion. camera: only its global motion (pan, zoom, roll: an affine motion "
+                                       "fitted per frame pair, robust to moving objects); the generated objects "
+                                       "move freely. objects: only what moves apart from that camera motion; the "
+                                       "generated camera is free. Parallax is not a global motion (README 'Motion "
+                                       "controls')."),
             ],
             outputs=[Settings.Output("settings")],
         )
@@ -270,6 +284,17 @@ def _motion_inputs():
         Motion.Input("motion", tooltip="From Extract Motion (Sliding Window) or Load Motion."),
         Settings.Input("settings", optional=True, tooltip="From Step-Skip Settings; the paper's defaults when "
                        "not connected (effi_AMF, interval 3, 10 inner steps, first 20% of steps guided)."),
+        io.Mask.Input("reference_mask", optional=True,
+                      tooltip="Optional region of the REFERENCE whose motion counts (white = counts), e.g. one "
+                              "person, or the background to read the camera from. One mask for the whole clip, one "
+                              "per video frame or one per latent frame; any size of the video's aspect (another "
+                              "aspect is centre-cropped, as Extract Motion crops the frames, and the summary says "
+                              "so). Not connected: the whole frame."),
+        io.Mask.Input("generation_mask", optional=True,
+                      tooltip="Optional region of the GENERATED video where the motion is transferred (white = "
+                              "guided): the loss applies there and guidance changes the latent only there. Same "
+                              "forms as reference_mask. Motion is compared at the same place in both clips, so "
+                              "with transfer all / objects the two regions must overlap."),
     ]
 
 
@@ -287,8 +312,8 @@ class ApplyMotion(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, motion, settings=None) -> io.NodeOutput:
-        patched, _ = apply_fastvmt(model, motion, settings)
+    def execute(cls, model, motion, settings=None, reference_mask=None, generation_mask=None) -> io.NodeOutput:
+        patched, _ = apply_fastvmt(model, motion, settings, masks=(reference_mask, generation_mask))
         return io.NodeOutput(patched)
 
 
@@ -332,9 +357,10 @@ class GuidanceSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise,
-                motion, settings=None) -> io.NodeOutput:
+                motion, settings=None, reference_mask=None, generation_mask=None) -> io.NodeOutput:
         report = {}
-        patched, resolved = apply_fastvmt(model, motion, settings, report=report)
+        patched, resolved = apply_fastvmt(model, motion, settings, report=report,
+                                          masks=(reference_mask, generation_mask))
         if resolved.guided:  # fail before sampling starts, naming the inputs
             geometry = wan_geometry(model)
             check_motion_matches(motion, geometry, latent_image["samples"].shape, "motion / latent_image")
@@ -344,6 +370,8 @@ class GuidanceSampler(io.ComfyNode):
         (out,) = comfy_nodes.common_ksampler(patched, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                                              latent_image, denoise=denoise)
         text = report.get("text", f"FastVMT {resolved.mode}: no guided steps; plain sampling")
+        if not resolved.guided and (reference_mask is not None or generation_mask is not None):
+            text += " (reference_mask / generation_mask not used)"
         stats = {k: v for k, v in report.items() if k != "text"}
         return io.NodeOutput(out, ui={"text": [text], "fastvmt_report": [stats]})
 

@@ -34,6 +34,7 @@ COVERED_BY = {
     "python -m bench.quality": "tests/test_quality_host.py::test_quality_command_runs",
     "python -m bench.train_shapes": "tests/test_quality_host.py::test_training_command_runs",
     "python -m bench.i2v": "tests/test_i2v_bench_host.py::test_i2v_command_runs",
+    "python -m bench.controls": "tests/test_bench_controls_host.py::test_controls_command_runs",
     "python -m bench.fidelity_ranking": "tests/test_fidelity_host.py::test_ranking_command_on_clips_with_known_motion",
     "python -m bench.demo": "tests/test_quality_host.py::test_demo_command_writes_the_clips_and_transfers_the_motion",
     "python -m bench.gpu": "tests/test_bench_gpu.py::test_toy_run_measures_every_part",

@@ -102,7 +102,7 @@ def test_expected_workflows_shipped():
                      "fastvmt_wan21_t2v_extract_and_save_motion", "fastvmt_wan21_t2v_reuse_saved_motion",
                      "fastvmt_wan21_t2v_uni_pc", "fastvmt_wan22_t2v_14b_two_experts",
                      "fastvmt_wan22_i2v_14b_two_experts", "fastvmt_wan22_ti2v_5b", "fastvmt_wan21_i2v_480p",
-                     "fastvmt_selftest_wan21_t2v"}
+                     "fastvmt_selftest_wan21_t2v", "fastvmt_wan21_t2v_camera_motion_only"}
     for p in ui_files():
         assert api_file_for(p).is_file(), p
         ui = json.loads(p.read_text(encoding="utf-8"))
@@ -128,6 +128,25 @@ def test_main_workflow_contents():
     assert len(texts) == 3 and texts[0] == ""  # positive, negative and the empty reference prompt
     for t in ("LoadVideo", "GetVideoComponents", "VAEDecode", "CreateVideo", "SaveVideo", "FastVMTStepSkipSettings"):
         assert t in by_type, t
+
+
+def test_camera_motion_workflow_transfers_only_the_camera():
+    """The "camera motion only" template is the main graph with Step-Skip Settings' transfer on
+    'camera' (full strength), connected to the Guidance Sampler, and a note on when to use it."""
+    api = _api("fastvmt_wan21_t2v_camera_motion_only")
+    main = _api("fastvmt_wan21_t2v_motion_transfer")
+    (settings_id,) = [k for k, n in api.items() if n["class_type"] == "FastVMTStepSkipSettings"]
+    settings = api[settings_id]["inputs"]
+    assert settings["transfer"] == "camera" and settings["motion_strength"] == 1.0
+    (main_settings,) = [n["inputs"] for n in main.values() if n["class_type"] == "FastVMTStepSkipSettings"]
+    assert {k: v for k, v in settings.items() if k != "transfer"} == \
+        {k: v for k, v in main_settings.items() if k != "transfer"}
+    (sampler,) = [n for n in api.values() if n["class_type"] == "FastVMTGuidanceSampler"]
+    assert sampler["inputs"]["settings"] == [settings_id, 0]
+    assert sorted(n["class_type"] for n in api.values()) == sorted(n["class_type"] for n in main.values())
+    ui = json.loads((WORKFLOW_DIR / "fastvmt_wan21_t2v_camera_motion_only.json").read_text("utf-8"))
+    notes = " ".join(n["widgets_values"][0] for n in ui["nodes"] if n["type"] == "Note")
+    assert "transfer' is 'camera'" in notes and "Parallax" in notes
 
 
 def _api(name):
@@ -311,8 +330,9 @@ def test_checks_catch_broken_workflows(object_info):
     ui["links"][0][5] = "LATENT"
     ui["nodes"].append({"id": 999, "type": "NoSuchNode", "inputs": [], "outputs": [], "widgets_values": []})
     settings = next(n for n in ui["nodes"] if n["type"] == "FastVMTStepSkipSettings")
+    full = len(settings["widgets_values"])
     settings["widgets_values"] = settings["widgets_values"][:-3]  # a workflow older than the node's inputs
     problems = "\n".join(check_ui_workflow(ui, object_info))
     assert "sampler_name='simple'" in problems and "scheduler='euler'" in problems
     assert "link 1:" in problems and "NoSuchNode" in problems
-    assert f"node {settings['id']} FastVMTStepSkipSettings: 10 widget values, /object_info has 13" in problems
+    assert f"node {settings['id']} FastVMTStepSkipSettings: {full - 3} widget values, /object_info has {full}" in problems

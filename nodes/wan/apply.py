@@ -11,6 +11,7 @@ import logging
 import time
 
 from fastvmt_core import FastVMTSettings
+from fastvmt_core import motion_controls as controls_core  # strength, transfer, regions
 from ..motion import MotionReference
 from .checks import check_ksampler, check_motion_matches, resolve_settings
 from .comfy_compat import add_sampler_wrapper, continue_sampler_chain, with_sampler_function
@@ -27,21 +28,25 @@ log = logging.getLogger("FastVMT")
 
 
 def apply_fastvmt(model_patcher, motion: MotionReference, settings: FastVMTSettings | None, *,
-                  report: dict | None = None):
-    """A clone of ``model_patcher`` whose sampling runs FastVMT guidance; the input is untouched."""
+                  report: dict | None = None, masks=(None, None)):
+    """A clone of ``model_patcher`` whose sampling runs FastVMT guidance; the input is untouched.
+    ``masks``: the optional (reference_mask, generation_mask) of the motion controls."""
     resolved = resolve_settings(motion, settings)
     # Channels and block index now; the latent size is checked once the sampled latent is known.
-    check_motion_matches(motion, wan_geometry(model_patcher), motion.latent.shape)
+    geometry = wan_geometry(model_patcher)
+    check_motion_matches(motion, geometry, motion.latent.shape)
+    # Masks fitted to the reference's (= the generation's) token grid, before sampling.
+    controls = controls_core.build_controls(resolved, *masks, motion.latent, geometry.patch_size)
     clone = model_patcher.clone()
     if resolved.guided:
         add_sampler_wrapper(clone, functools.partial(fastvmt_sampler_wrapper, motion=motion, settings=resolved,
-                                                     report=report))
+                                                     report=report, controls=controls))
     return clone, resolved
 
 
 def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, noise, latent_image, denoise_mask,
                             disable_pbar, *, motion: MotionReference, settings: FastVMTSettings,
-                            report: dict | None = None):
+                            report: dict | None = None, controls=None):
     plan = guided_range(guider.inner_model.model_sampling, sigmas, noise, settings.guided_fraction)
     if plan.n_guided == 0:
         summary = unguided_summary(settings.mode, plan)
@@ -52,7 +57,8 @@ def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, nois
     check_ksampler(executor.class_obj)
     geometry = wan_geometry(guider.model_patcher)
     check_motion_matches(motion, geometry, noise.shape)
-    reference = prepare_reference(guider, motion, geometry, settings, noise, latent_image, denoise_mask, extra_args)
+    reference = prepare_reference(guider, motion, geometry, settings, noise, latent_image, denoise_mask, extra_args,
+                                  controls)
     gen_held = generation_held(guider, sigmas, noise, latent_image, denoise_mask, extra_args["model_options"])
     memory = plan_memory(guider.model_patcher, noise.shape, settings)
     log.info("FastVMT: %s", memory.describe())
@@ -78,6 +84,8 @@ def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, nois
         image_text = image_to_video_text(geometry, reference.qk_pass.conds, reference.held, gen_held)
         if image_text:
             summary["text"] += f"\n  {image_text}"
+        lines, summary["controls"] = controls_core.controls_summary(controls, ctx.step_log)
+        summary["text"] += "".join(f"\n  {line}" for line in lines)
         if report is not None:
             report.update(summary)
     log.info("%s", summary["text"])

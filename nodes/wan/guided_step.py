@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from fastvmt_core import FastVMTSettings, optimize_latent, total_loss
+from fastvmt_core import FastVMTSettings, optimize_latent
+from fastvmt_core import motion_controls as controls_core  # strength, transfer, regions
 from .checks import no_gradient_message
 from .comfy_compat import throw_if_interrupted
 from .image_to_video import HeldEntries
@@ -44,25 +45,29 @@ def guide_latent(ctx: GuidanceContext, x: torch.Tensor, sigma, step_index: int) 
         held = ctx.gen_held
         # A clone made here is an ordinary tensor: autograd saves it (the mask came from inference mode).
         mask = held.mask_at(sigma_t.to(x.device)).clone() if held is not None else None
-        x_opt, stats = optimize_latent(x.detach().clone(), _loss_function(ctx, ref, sigma_t, mask),
+        region = controls_core.latent_region(ctx.reference.controls, x)  # generation mask, or None
+        x_opt, stats = optimize_latent(x.detach().clone(), _loss_function(ctx, ref, sigma_t, mask, region),
                                        steps=s.inner_steps, interval=s.effective_interval, lr_start=s.lr_start,
                                        lr_end=s.lr_end, on_step=_on_inner_step(ctx, step_index))
         if mask is not None:  # AdamW's weight decay would still move them
             x_opt = x_opt * mask + x.float() * (1.0 - mask)
+        x_opt = controls_core.keep_outside(x_opt, x, region)
     ctx.step_log.append({"step": step_index, "sigma": float(sigma), "reference_sigma": ref_sigma,
                          "losses": stats.losses, "gradient_evaluations": stats.gradient_evaluations,
                          "stopped": stats.stop_reason,
-                         "seconds": time.perf_counter() - start})
+                         "seconds": time.perf_counter() - start,
+                         **controls_core.region_change(x_opt, x, region)})
     if stats.stopped_early:
         log.warning("FastVMT: guided step %d stopped early (%s); kept the last finite latent",
                     step_index, stats.stop_reason)
     return x_opt.to(dtype=x.dtype)
 
 
-def _loss_function(ctx: GuidanceContext, ref, sigma_t, mask):
+def _loss_function(ctx: GuidanceContext, ref, sigma_t, mask, region):
     s, held = ctx.settings, ctx.gen_held
 
     def loss_fn(xv):
+        xv = controls_core.confine(xv, region)  # no gradient outside the generation mask
         # Held entries reach the model as the sampler shows them, so they get no gradient.
         x_in = held.model_input(ctx.base_model, xv, sigma_t, mask) if held is not None else xv
         q, k = capture_qk(ctx.gen_pass, x_in, sigma_t, ctx.counter)
@@ -70,8 +75,8 @@ def _loss_function(ctx: GuidanceContext, ref, sigma_t, mask):
             raise ValueError(no_gradient_message(ctx.base_model))
         losses, parts = [], {"amf": 0.0, "window": 0.0}
         for b in range(q.shape[0]):  # batch of latents: one flow each, same reference
-            loss, p = total_loss(ref, motion_flow(s, q[b], k[b]), lambda_amf=s.lambda_amf,
-                                 lambda_window=s.lambda_window, alpha=s.alpha)
+            loss, p = controls_core.controlled_loss(ref, motion_flow(s, q[b], k[b]), lambda_amf=s.lambda_amf,
+                                                    lambda_window=s.lambda_window, alpha=s.alpha)
             losses.append(loss)
             parts = {key: parts[key] + p[key] for key in parts}
         return torch.stack(losses).sum(), parts

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from fastvmt_core import FastVMTSettings, global_amf, reference_sigma, sliding_window_amf
+from fastvmt_core import motion_controls as controls_core
 from ..motion import MotionReference
 from .geometry import WanGeometry
 from .image_to_video import HeldEntries, reference_conditioning
@@ -29,11 +30,12 @@ class ReferenceMotion:
     latent: torch.Tensor              # processed (model space) clean reference latent
     noise: torch.Tensor               # fixed-seed noise for re-noising the reference
     held: HeldEntries | None = None   # entries the reference holds fixed (TI2V: its own first frame)
-    flows: dict = field(default_factory=dict)  # reference sigma -> MotionFlow
+    flows: dict = field(default_factory=dict)  # reference sigma -> MotionFlow (MotionTargets under controls)
+    controls: object = None           # fastvmt_core.MotionControls, None for plain FastVMT
 
 
 def prepare_reference(guider, motion: MotionReference, geometry: WanGeometry, settings: FastVMTSettings, noise,
-                      latent_image, denoise_mask, extra_args: dict) -> ReferenceMotion:
+                      latent_image, denoise_mask, extra_args: dict, controls=None) -> ReferenceMotion:
     base_model = guider.inner_model
     device = noise.device
     latent = base_model.process_latent_in(motion.latent.to(device=device, dtype=torch.float32))
@@ -42,7 +44,7 @@ def prepare_reference(guider, motion: MotionReference, geometry: WanGeometry, se
     conds, held = reference_conditioning(guider, motion, geometry, noise, latent, ref_noise, latent_image,
                                          denoise_mask, extra_args.get("seed"))
     qk_pass = QKPass(base_model, conds, extra_args["model_options"], settings.motion_block, settings.exit_block)
-    return ReferenceMotion(qk_pass, latent, ref_noise, held)
+    return ReferenceMotion(qk_pass, latent, ref_noise, held, controls=controls)
 
 
 def reference_flow(ref: ReferenceMotion, settings: FastVMTSettings, counter: PassCounter, sigma):
@@ -57,7 +59,8 @@ def reference_flow(ref: ReferenceMotion, settings: FastVMTSettings, counter: Pas
     else:
         ref_sigma = reference_sigma(float(sigma), settings.reference_sigma_cap)
     if ref_sigma not in ref.flows:
-        ref.flows[ref_sigma] = _flow_at(ref, settings, counter, ref_sigma)
+        ref.flows[ref_sigma] = controls_core.motion_targets(_flow_at(ref, settings, counter, ref_sigma),
+                                                            ref.controls)
     return ref.flows[ref_sigma], ref_sigma
 
 

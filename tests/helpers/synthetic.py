@@ -1,5 +1,5 @@
 """Synthetic data with known properties, shared by test files: moving clips, random
-CoTracker3 weights, a LoRA and the checkpoint with it merged in."""
+CoTracker3 weights, a LoRA and the checkpoint with it merged in, features of a moving texture."""
 
 import torch
 
@@ -49,3 +49,19 @@ def write_lora_and_merged(comfy, model_name):
     save_file(merged, str(comfy.model_dir("diffusion_models") / merged_name))
     comfy.refresh_file_lists()
     return "fastvmt_test_lora.safetensors", merged_name
+
+
+def translating_features(frames, h, w, d, velocity, *, scale=3.0, seed=0):
+    """Features of a random texture that moves by ``velocity`` (dy, dx) tokens per frame.
+
+    Token (y, x) of frame f shows texture point (y - f*vy, x - f*vx), so a token of
+    frame i is found at (y + (j - i)*vy, x + (j - i)*vx) in frame j.
+    """
+    vy, vx = velocity
+    g = torch.Generator().manual_seed(seed)
+    pad = (frames - 1) * max(abs(vy), abs(vx)) + 1
+    tex = torch.randn(h + 2 * pad, w + 2 * pad, d, generator=g)
+    # Fixed norm: every token matches itself sharply (no weak low-norm outliers).
+    tex = tex / tex.norm(dim=-1, keepdim=True) * scale * d ** 0.5
+    out = [tex[pad - f * vy: pad - f * vy + h, pad - f * vx: pad - f * vx + w] for f in range(frames)]
+    return torch.stack(out)

@@ -50,7 +50,7 @@ REUSE_PROMPTS = [
 
 # Step 2: models, settings and prompts in column B; one row per video: its sampler (C),
 # VAE Decode and Create Video (D) and Save Video (E).
-REUSE_GRID = Grid.of(A=320, B=(420, 160), C=(340, 160), D=(320, 40), E=480)
+REUSE_GRID = Grid.of(A=320, B=(420, 160), C=(340, 180), D=(320, 40), E=480)  # C: room for the VAE link
 VIDEO_ROW_GAP = 70   # between one video's row and the next (title bar to bottom)
 
 
