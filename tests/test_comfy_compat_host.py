@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from comfy_host import pack_module
-from tests.helpers.graphs import BLOCK, FRAMES, LAT_H, LAT_W, base_graph
+from tests.helpers.graphs import BLOCK, FRAMES, LAT_H, LAT_W, base_builder, inspect
 
 TABLES = ("SINGLE_STEP", "MULTISTEP", "WHOLE_CALL", "NO_SINGLE_STEP")
 
@@ -25,16 +25,18 @@ def compat(fastvmt_pack):
 @pytest.fixture(scope="module")
 def loaded(run_graph, tiny_wan, fastvmt_pack):
     """The loader's model, the test conditioning and latent, and an extracted motion, as
-    base_graph's nodes produce them (real UNETLoader and Extract Motion)."""
-    return _outputs(run_graph, base_graph(tiny_wan), ("model", "pos", "empty", "motion"))
+    base_builder's nodes produce them (real UNETLoader and Extract Motion)."""
+    return _outputs(run_graph, base_builder(tiny_wan), ("model", "pos", "empty", "motion"))
 
 
-def _outputs(run_graph, graph, names) -> dict:
-    """The values of the named nodes of ``graph`` (each shown to an inspect node, so it runs)."""
-    g = {k: v for k, v in graph.items() if k in names or k == "ref"}
+def _outputs(run_graph, g, names) -> dict:
+    """The values of the named nodes of GraphBuilder ``g`` (each shown to an inspect node, so
+    it runs; the sampler and its output are taken out)."""
+    for node in ("out", "sample", "neg"):
+        g.remove_node(node)
     for name in names:
-        g[f"show_{name}"] = {"class_type": "FastVMTTestInspect", "inputs": {"value": [name, 0]}}
-    r = run_graph(g).raise_for_error()
+        inspect(g, g.lookup_node(name), f"show_{name}")
+    r = run_graph(g.finalize()).raise_for_error()
     return {name: r.output(name, 0) for name in names}
 
 
@@ -64,7 +66,7 @@ def test_every_ksampler_sampler_is_classified(compat):
 
 @pytest.fixture(scope="module")
 def two_block_wan(comfy, run_graph, fastvmt_pack):
-    out = _outputs(run_graph, base_graph(comfy.tiny_wan(num_layers=2)), ("model", "pos", "empty"))
+    out = _outputs(run_graph, base_builder(comfy.tiny_wan(num_layers=2)), ("model", "pos", "empty"))
     return out["model"], out["pos"], out["empty"]["samples"]
 
 

@@ -78,7 +78,8 @@ def live_object_info(server: Optional[str] = None) -> dict:
         url = server if server.startswith("http") else f"http://{server}"
         with urllib.request.urlopen(f"{url.rstrip('/')}/object_info", timeout=60) as r:
             return json.loads(r.read())
-    sys.path.insert(0, str(REPO_ROOT))
+    if str(REPO_ROOT) not in sys.path:  # build.py runs as a script from example_workflows/
+        sys.path.insert(0, str(REPO_ROOT))
     import comfy_host
     host = comfy_host.bootstrap()
     host.require_pack()
