@@ -73,6 +73,7 @@ def test_latent_outside_the_generation_mask_gets_no_gradient(run_graph, tiny_wan
                      motion=g.lookup_node("motion").out(0), settings=g.lookup_node("settings").out(0),
                      generation_mask=g.lookup_node("generation_mask").out(0))
     stock = ksampler_like(g, "stock", g.lookup_node("sample"), model=patched.out(0))
+    stock.set_input("generation_mask", None)  # the mask reaches the stock KSampler through the patched model
     inspect(g, stock, "out_stock")
     r = run_graph(g.finalize()).raise_for_error()
     (step,) = report(r)["steps"]
