@@ -58,7 +58,7 @@ def render(classes: torch.Tensor, paths: torch.Tensor, radii: torch.Tensor, size
     """Anti-aliased intensity clips ``[B, F, size, size]`` in 0..1 (area-averaged from a
     ``supersample``-times finer grid). Shapes are scaled to similar areas."""
     n = size * supersample
-    c = (torch.arange(n, dtype=torch.float32) + 0.5) / supersample
+    c = (torch.arange(n, dtype=torch.float32, device=paths.device) + 0.5) / supersample
     dy = c[None, None, :, None] - paths[..., 1, None, None]
     dx = c[None, None, None, :] - paths[..., 0, None, None]
     r = radii[:, None, None, None]
