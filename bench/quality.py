@@ -1,6 +1,7 @@
 """Quality benchmark without downloaded weights: does the motion transfer?
 
     python -m bench.quality [--level 1|2|all] [--quick] [--seeds N] [--json bench_out/quality.json]
+    python -m bench.quality --level 3 [...]     (bench/quality_v3.py: the shapes v2 model)
 
 Both levels run through the real ComfyUI node path (ComfyUI found like the tests),
 with the reference latent handed to the graph by ComfyUI's stock ``LoadLatent``.
@@ -427,10 +428,19 @@ def format_tables(res: dict) -> str:
     return "\n".join(out)
 
 
-def main(argv=None) -> int:
+def main(argv=None, host=None) -> int:
+    # level 3 (bench.quality_v3) has its own options
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--level")
+    known, rest = pre.parse_known_args(argv)
+    if known.level == "3":
+        from bench import quality_v3
+        return quality_v3.main(rest, host=host)
     p = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--level", choices=["1", "2", "all"], default="all")
+    p.add_argument("--level", choices=["1", "2", "3", "all"], default="all",
+                   help="3: the shapes v2 model with known camera and shape motion (bench.quality_v3; "
+                        "`--level 3 --help` lists its options); all = 1 and 2")
     p.add_argument("--quick", action="store_true", help="fewer motions, seeds and sweep points")
     p.add_argument("--smoke", action="store_true", help="the smallest run of both levels (the test suite runs it)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per row (default 3, quick 2; level 2: 8, quick 3)")
@@ -438,9 +448,10 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="write the results here")
     p.add_argument("--strip", help="level 2: write a frame strip PNG of the first seeds here")
     args = p.parse_args(argv)
-    import comfy_host
-    host = comfy_host.bootstrap(tempfile.mkdtemp(prefix="fastvmt-quality-"))
-    host.require_pack()
+    if host is None:
+        import comfy_host
+        host = comfy_host.bootstrap(tempfile.mkdtemp(prefix="fastvmt-quality-"))
+        host.require_pack()
     res = {"machine": machine_line("cpu")}
     if args.level in ("1", "all"):
         res["level1"] = run_level1(host, list(range(args.seeds or (1 if args.smoke else 2 if args.quick else 3))),

@@ -101,3 +101,39 @@ def test_demo_command_writes_the_clips_and_transfers_the_motion(comfy, fastvmt_p
     with Image.open(tmp_path / "demo.gif") as gif:
         assert gif.n_frames == 8 and gif.width == 3 * (demo.PANEL + 4)
     assert (tmp_path / "strip.png").stat().st_size > 1000
+
+
+def test_level3_command_scores_every_row_and_start_with_paired_differences(comfy, quality, tmp_path, capsys):
+    """`python -m bench.quality --level 3 --smoke` on a random model with the v2 layout (the
+    trained v2 model is not committed): every row for both starts in the JSON, the paired
+    differences are the per-seed differences against no transfer, the model-free scores
+    are finite, and the table, the target verdicts and the frame strip come out."""
+    import math
+    import statistics
+    model = tmp_path / "random_v2_layout.safetensors"
+    comfy_host.make_tiny_wan(model, dim=128, num_layers=2, ffn_dim=256, seed=5)
+    out, strip = tmp_path / "q3.json", tmp_path / "q3.png"
+    assert quality.main(["--level", "3", "--smoke", "--seeds", "2", "--model", str(model), "--json", str(out),
+                         "--strip", str(strip)], host=comfy) == 0
+    res = json.loads(out.read_text())["level3"]
+    rows = ("no transfer", "FastVMT", "no skip", "full AMF")
+    assert {(r["start"], r["row"]) for r in res["summary"]} == {(s, r) for s in ("t2v", "v2v") for r in rows}
+    assert len(res["runs"]) == 2 * 4 * 2 and res["setup"]["motion_block"] == 1   # the middle of 2 blocks
+    for run in res["runs"]:
+        for key in ("fidelity", "fidelity_local", "camera_cos", "camera_epe_px", "shape_cos", "shape_step_epe_px"):
+            assert math.isfinite(run[key]), (run["start"], run["row"], key)
+    base = {(r["start"], r["seed"]): r for r in res["runs"] if r["row"] == "no transfer"}
+    for item in res["summary"]:
+        mine = [r for r in res["runs"] if (r["start"], r["row"]) == (item["start"], item["row"])]
+        for metric in ("fidelity", "camera_cos", "shape_cos"):
+            diffs = [r[metric] - base[(r["start"], r["seed"])][metric] for r in mine]
+            paired = item[metric]["vs_no_transfer"]
+            assert paired["n"] == 2 and paired["positive"] == sum(d > 0 for d in diffs)
+            assert paired["mean"] == pytest.approx(statistics.fmean(diffs))
+    assert res["reference_check"][0]["camera_cos"] > 0.5, "the camera estimator should read the reference's own pan"
+    text = capsys.readouterr().out
+    assert "| t2v, FastVMT |" in text and "| v2v, full AMF |" in text and "Targets:" in text
+    assert any(k.startswith("t2v FastVMT >= no transfer + 0.15") for k in res["verdicts"])
+    import cv2
+    img = cv2.imread(str(strip))
+    assert img is not None and img.shape[0] >= 2 * 3 * 32 * 3, "two seeds x (reference, no transfer, FastVMT)"
