@@ -23,7 +23,8 @@ Part 2, the tiny shapes model (``bench.quality`` level 2, from the reference noi
 denoise 0.75): a shape moving on a random path (object motion, no camera). Rows: no
 transfer, strength 0 / 0.5 / 1 / 2, transfer camera (the summary must warn: the reference
 has no camera motion), and strength 1 with a generation mask on the half of the frame where
-the reference's path starts. Scores: the centroid path's length (px), its gain (the
+the reference's path starts. The strength rows run again in text-to-video (denoise 1, an
+empty latent), where the start carries none of the reference's motion. Scores: the centroid path's length (px), its gain (the
 least-squares factor of the generated centroid steps on the reference's: 0 none of its
 motion, 1 all, 2 twice) and step cosine with the reference, and for the mask the clip's
 change against no transfer inside and outside it. Part 1 reports the same gain of the
@@ -67,6 +68,7 @@ KNOWN_ROWS = {           # name -> Step-Skip Settings overrides (mask: generatio
 }
 TRANSFER_ROWS = ("no transfer", "all", "camera", "objects")   # the rows of "pan" and "shape"; "pan + shape" has all
 SMOKE_KNOWN_ROWS = ("no transfer", "camera", "all, left-half mask")
+STRENGTH_ROWS = ("no transfer", "strength 0", "strength 0.5", "strength 1", "strength 2")
 SHAPES_ROWS = {
     "no transfer": {"mode": "No_transfer"},
     "strength 0": {"motion_strength": 0.0},
@@ -221,17 +223,17 @@ def _mask_change(runs, fields, kind, seed):
 
 # --------------------------------------------------------------------------- part 2
 
-def shapes_graph(model, ref_name, prompt, seed, overrides, steps, mask_box=None):
+def shapes_graph(model, ref_name, prompt, seed, overrides, steps, mask_box=None, denoise=0.75):
     spec = shapes.ClipSpec()
     over = {k: v for k, v in overrides.items() if k != "mask"}
     g = quality.level2_graph(model, ref_name, prompt, spec=spec, seed=seed, overrides=over, block=2, steps=steps,
-                             cfg=4.0, denoise=0.75)
+                             cfg=4.0, denoise=denoise)
     if overrides.get("mask"):
         _box_mask(g, "sample", spec.size * 8, spec.size * 8, mask_box)
     return g
 
 
-def run_shapes(host, seeds, rows=SHAPES_ROWS, steps: int = 20) -> dict:
+def run_shapes(host, seeds, rows=SHAPES_ROWS, steps: int = 20, denoise: float = 0.75) -> dict:
     model = quality.install_shapes_model(host)
     spec = shapes.ClipSpec()
     runs = []
@@ -246,7 +248,7 @@ def run_shapes(host, seeds, rows=SHAPES_ROWS, steps: int = 20) -> dict:
         for row, over in rows.items():
             t0 = time.perf_counter()
             res = host.run_graph(shapes_graph(model, name, shapes.CLASSES[ref["b"]], seed, over, steps,
-                                              box)).raise_for_error()
+                                              box, denoise)).raise_for_error()
             clip = shapes.decode(quality.model_space(res.output("sample", 0)))[0]
             clips[row] = clip
             path = shapes.centroid_path(clip)
@@ -264,7 +266,7 @@ def run_shapes(host, seeds, rows=SHAPES_ROWS, steps: int = 20) -> dict:
             inside[cols] = True
             r = runs[-len(rows) + list(rows).index("strength 1, half mask")]
             r["change_inside"], r["change_outside"] = float(diff[..., inside].mean()), float(diff[..., ~inside].mean())
-    return {"setup": {"model": quality.SHAPES_MODEL.name, "denoise": 0.75, "steps": steps, "motion_block": 2,
+    return {"setup": {"model": quality.SHAPES_MODEL.name, "denoise": denoise, "steps": steps, "motion_block": 2,
                       "seeds": seeds, "mask": "the half of the frame where the reference's path starts"},
             "runs": runs}
 
@@ -306,16 +308,27 @@ def format_tables(res: dict) -> str:
             out.append(f"| {r['kind']} | {r['row']} | {_fmt(r['camera_cos'])} | {_fmt(r['object_cos'])} | "
                        f"{_fmt(r['magnitude'])} | {_fmt(r['gain'])} | {_fmt(r['change_left'], False)} | "
                        f"{_fmt(r['change_right'], False)} | {r['n']} |")
-    if "shapes" in res:
-        out += ["", "Tiny shapes model, a shape on a random path (no camera motion), from denoise 0.75:", "",
+    for key, start in (("shapes", "from the reference noised to denoise 0.75"),
+                       ("shapes_t2v", "text-to-video from an empty latent")):
+        if key not in res:
+            continue
+        out += ["", f"Tiny shapes model, a shape on a random path (no camera motion), {start}:", "",
                 "| row | centroid path px (reference: {:.1f}) | gain of the reference path | step cosine | "
                 "'no camera motion' warning | change in mask half | other half | seeds |".format(
-                    res["shapes"]["reference_path_px"]), "|---|---|---|---|---|---|---|---|"]
-        for r in res["shapes"]["summary"]:
+                    res[key]["reference_path_px"]), "|---|---|---|---|---|---|---|---|"]
+        for r in res[key]["summary"]:
             warn = f"{r['camera_warning'][0]:.0%}" if r["camera_warning"] else "-"
             out.append(f"| {r['row']} | {_fmt(r['path_px'])} | {_fmt(r['gain'])} | {_fmt(r['step_cos'])} | {warn} | "
                        f"{_fmt(r['change_inside'], False)} | {_fmt(r['change_outside'], False)} | {r['n']} |")
     return "\n".join(out)
+
+
+def _shapes_summary(part: dict) -> dict:
+    runs = part["runs"]
+    part["reference_path_px"] = statistics.fmean(r["ref_path_px"] for r in runs)
+    part["summary"] = summarise(runs, ("row",), ("path_px", "gain", "step_cos", "camera_warning", "change_inside",
+                                                 "change_outside"))
+    return part
 
 
 def cli(argv=None, host=None) -> dict:
@@ -342,11 +355,10 @@ def cli(argv=None, host=None) -> dict:
                                             "magnitude", "gain", "change_left", "change_right"))
     if args.part in ("shapes", "all"):
         kw = dict(steps=6, rows={k: SHAPES_ROWS[k] for k in ("no transfer", "camera")}) if args.smoke else {}
-        res["shapes"] = run_shapes(host, seeds, **kw)
-        runs = res["shapes"]["runs"]
-        res["shapes"]["reference_path_px"] = statistics.fmean(r["ref_path_px"] for r in runs)
-        res["shapes"]["summary"] = summarise(runs, ("row",), ("path_px", "gain", "step_cos", "camera_warning",
-                                                              "change_inside", "change_outside"))
+        res["shapes"] = _shapes_summary(run_shapes(host, seeds, **kw))
+        if not args.smoke:  # strength from an empty latent: no reference motion in the start
+            rows = {k: SHAPES_ROWS[k] for k in STRENGTH_ROWS}
+            res["shapes_t2v"] = _shapes_summary(run_shapes(host, seeds, rows=rows, denoise=1.0))
     print(format_tables(res))
     if args.json:
         write_json(args.json, res)
