@@ -129,6 +129,8 @@ def test_reference_pass_gets_its_own_first_frame(run_graph, models, tiny_vae, re
     text = r.ui_output("sample")["text"][0]
     assert "reference pass conditioned on its own first frame" in text
     assert ("CLIP-vision tokens" in text) == clip
+    # the reference's tokens come from its uncropped frame: the summary says how to match them
+    assert ("crop 'none'" in text) == clip
     assert len(ref_calls) == len({s["reference_sigma"] for s in rep["steps"]}) >= 1  # one per reference sigma
     assert not any(c["grad"] for c in ref_calls)
     assert sum(c["grad"] for c in gen_calls) == sum(s["gradient_evaluations"] for s in rep["steps"]) > 0
@@ -264,6 +266,20 @@ def test_t2v_motion_with_an_i2v_model_is_refused(run_graph, models, tiny_vae, re
 def test_missing_start_image_is_refused(run_graph, models, tiny_vae, records):
     msg = _error(run_graph, concat_graph(models["wan22_i2v"], tiny_vae, clip=False, start=False))
     assert "positive" in msg and "start_image" in msg and "WanImageToVideo" in msg
+    assert not records
+
+
+def test_first_and_last_frame_conditioning_is_refused(run_graph, models, tiny_vae, records):
+    """WanFirstLastFrameToVideo also holds the last frame; the reference pass would get its
+    first frame only, so the run is refused by name before any model call."""
+    g = concat_builder(models["wan22_i2v"], tiny_vae, clip=False)
+    i2v = g.lookup_node("i2v")
+    end = g.node("FastVMTTestImage", "end", seed=13, frames=1, height=SIZE, width=SIZE)
+    replace_node(g, "i2v", "WanFirstLastFrameToVideo", **{k: v for k, v in i2v.inputs.items()},
+                 end_image=end.out(0))
+    msg = _error(run_graph, g.finalize())
+    assert "positive" in msg and "last frame" in msg and "WanFirstLastFrameToVideo" in msg
+    assert "WanImageToVideo" in msg
     assert not records
 
 

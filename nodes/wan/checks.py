@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import torch
+
 from fastvmt_core import EXTRACTION_FIELDS, FastVMTSettings
 from ..motion import MotionReference
-from .comfy_compat import CONCAT_LATENT, is_ksampler
+from .comfy_compat import CONCAT_LATENT, CONCAT_MASK, is_ksampler
 from .geometry import WanGeometry
 
 
@@ -72,6 +74,16 @@ def check_start_image(geometry: WanGeometry, positive, where: str = "positive") 
                          "the image to start_image on WanImageToVideo (and its positive / negative outputs to the "
                          "sampler); FastVMT conditions the reference pass on the reference's first frame the same "
                          "way.")
+    if any(_holds_last_frame(e.get(CONCAT_MASK)) for e in entries if isinstance(e, dict)):
+        raise ValueError(f"{where}: this conditioning holds the last frame too (first-and-last-frame, e.g. "
+                         "WanFirstLastFrameToVideo). FastVMT conditions the reference pass on the reference's first "
+                         "frame only, so the two passes would not match: use WanImageToVideo (start image only) "
+                         "with FastVMT, or sample without it.")
+
+
+def _holds_last_frame(mask) -> bool:
+    """A concat mask [B, 4, F, H, W] (0 = given) whose last latent frame is given, beyond the first."""
+    return isinstance(mask, torch.Tensor) and mask.ndim == 5 and mask.shape[2] > 1 and bool((mask[:, :, -1] < 1).any())
 
 
 def check_masked_latent(motion: MotionReference, geometry: WanGeometry, where: str = "motion") -> None:

@@ -104,7 +104,10 @@ def image_to_video_text(geometry: WanGeometry, ref_conds, ref_held, gen_held) ->
     if geometry.image_to_video == "concat":
         clip = any(has_clip_tokens(c) for c in ref_conds)
         parts.append("reference pass conditioned on its own first frame"
-                     + (" (concat latent and CLIP-vision tokens)" if clip else " (concat latent)"))
+                     + (" (concat latent and CLIP-vision tokens of the uncropped frame, as CLIPVisionEncode with "
+                        "crop 'none' makes them: give your start image's CLIPVisionEncode crop 'none' too, its "
+                        "default 'center' crops the start image and the two passes then differ)" if clip
+                        else " (concat latent)"))
     if ref_held is not None:
         parts.append("reference pass holds its own first latent frame clean")
     if gen_held is not None:
