@@ -35,8 +35,10 @@ def test_v2_training_resumes_where_it_stopped_and_unetloader_loads_it(tmp_path, 
     train_shapes.main(TINY + ["--out", str(whole)])
     train_shapes.main(TINY + ["--out", str(parts), "--stop-at", "2"])
     assert not parts.exists() and train_shapes.state_path(parts).exists()
+    with pytest.raises(SystemExit, match="lr"):
+        train_shapes.main(TINY + ["--out", str(parts), "--resume", "--lr", "0.01"])
     with pytest.raises(SystemExit, match="steps"):
-        train_shapes.main(TINY + ["--out", str(parts), "--resume", "--steps", "5"])
+        train_shapes.main(TINY + ["--out", str(parts), "--resume", "--steps", "3"])
     train_shapes.main(TINY + ["--out", str(parts), "--resume"])
 
     meta_whole = json.loads(whole.with_suffix(".json").read_text())
