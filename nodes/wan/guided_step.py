@@ -49,9 +49,10 @@ def guide_latent(ctx: GuidanceContext, x: torch.Tensor, sigma, step_index: int) 
         x_opt, stats = optimize_latent(x.detach().clone(), _loss_function(ctx, ref, sigma_t, mask, region),
                                        steps=s.inner_steps, interval=s.effective_interval, lr_start=s.lr_start,
                                        lr_end=s.lr_end, on_step=_on_inner_step(ctx, step_index))
-        if mask is not None:  # AdamW's weight decay would still move them
-            x_opt = x_opt * mask + x.float() * (1.0 - mask)
-        x_opt = controls_core.keep_outside(x_opt, x, region)
+        # Entries guidance may not change (held by the sampler, or outside the generation mask)
+        # have no gradient, but AdamW's weight decay still moves them: put them back, once.
+        editable = region if mask is None else (mask if region is None else mask * region)
+        x_opt = controls_core.keep_outside(x_opt, x, editable)
     ctx.step_log.append({"step": step_index, "sigma": float(sigma), "reference_sigma": ref_sigma,
                          "losses": stats.losses, "gradient_evaluations": stats.gradient_evaluations,
                          "stopped": stats.stop_reason,
