@@ -16,7 +16,8 @@ training settings are stored in the file's metadata and in a JSON file beside it
 
 Presets (explicit options override them): ``--preset v1`` (default) is the committed model;
 ``--preset v2`` trains on ``bench.shapes_v2`` clips (32x32 latent, 12 frames, textured
-background with camera motion, one or two shapes) on one CPU thread in about 90 minutes;
+background with camera motion, one or two shapes) on two CPU threads in about 80 minutes,
+warm-started from the v1 model (``--init``) with bf16 autocast (``--precision``);
 ``--preset v2-gpu`` a larger v2 model on CUDA with bf16 autocast in about 5 minutes:
 
     python -m bench.train_shapes --preset v2 --out bench/models/tiny_wan_shapes_v2.safetensors
@@ -70,18 +71,23 @@ class TrainSettings:
     data: str = "v1"              # "v1": bench.shapes; "v2": bench.shapes_v2 (texture, camera, two shapes)
     device: str = "cpu"
     save_dtype: str = "fp32"      # weights dtype of the written checkpoint: fp32, fp16 or bf16
+    precision: str = "fp32"       # "bf16": bf16 autocast for the forward pass (CPU with AVX512-BF16 or CUDA)
+    init: str = ""                # warm start: a checkpoint of the same architecture (repo-relative or absolute)
 
 
 # Named settings; explicit command-line values override them. "v1" is the committed model.
 PRESETS = {
     "v1": {},
-    # ~1.8 M parameters (3.4 MiB fp16). One clip is 3072 tokens: ~1.6 s/step on an idle CPU thread;
-    # on the shared 2-core machine (nice 10 beside other jobs) 2.3-4.4 s/step, 4745 s for 1800 steps.
-    "v2": dict(data="v2", frames=12, size=32, dim=128, ffn_dim=512, num_layers=4, batch=1, steps=1800, lr=5e-4,
-               warmup=100, save_dtype="fp16"),
+    # Warm-started from the v1 model (same dim, 6 blocks; it already draws coherent moving shapes
+    # for the same three prompts), then bf16 autocast: ~0.67 s per clip of 3072 tokens on two idle
+    # AVX512-BF16 cores, 3600 steps of 2 clips in about 80 minutes. ~2.3 M parameters, 4.4 MiB fp16.
+    # (The first v2 run, from scratch, fp32, batch 1, 4 blocks: 2000 steps in 86 min drew speckle.)
+    "v2": dict(data="v2", frames=12, size=32, dim=128, ffn_dim=512, num_layers=6, batch=2, steps=3600, lr=3e-4,
+               warmup=100, save_dtype="fp16", precision="bf16", threads=2,
+               init="bench/models/tiny_wan_shapes.safetensors"),
     # ~10 M parameters (~20 MB in fp16); sized for about 5 minutes of one H100/H200 (bf16 autocast).
     "v2-gpu": dict(data="v2", frames=12, size=32, dim=256, ffn_dim=1024, num_layers=8, batch=32, steps=3000,
-                   lr=5e-4, warmup=200, save_dtype="fp16", device="cuda", threads=8),
+                   lr=5e-4, warmup=200, save_dtype="fp16", device="cuda", threads=8, precision="bf16"),
 }
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # Settings that may differ between a run and its --resume without changing what is trained.
@@ -99,7 +105,22 @@ def build_model(s: TrainSettings):
     # disable_weight_init leaves weights uninitialised: start from the harness's seeded init.
     sd = comfy_host.tiny_wan_state_dict(dim=s.dim, num_layers=s.num_layers, ffn_dim=s.ffn_dim, seed=s.seed)
     model.load_state_dict(sd, strict=True)
+    if s.init:
+        model.load_state_dict(init_weights(s), strict=True)
     return model.float()
+
+
+def init_weights(s: TrainSettings) -> dict:
+    from safetensors.torch import load_file
+    path = Path(s.init) if Path(s.init).is_absolute() else REPO / s.init
+    if not path.exists():
+        raise SystemExit(f"--init {s.init}: no such checkpoint; give a .safetensors written by this script, "
+                         "or --init '' to start from random weights")
+    sd = {k: v.float() for k, v in load_file(str(path)).items()}
+    if sd["head.head.weight"].shape[1] != s.dim or sum(k.endswith(".ffn.0.weight") for k in sd) != s.num_layers:
+        raise SystemExit(f"--init {s.init}: its dim/blocks differ from --dim {s.dim} --num-layers {s.num_layers}; "
+                         "warm starts need the same architecture (or --init '' for random weights)")
+    return sd
 
 
 def sample_sigmas(gen, n: int, shift: float) -> torch.Tensor:
@@ -193,7 +214,7 @@ def train_step(run: dict, s: TrainSettings, contexts: torch.Tensor) -> float:
     x0, ctx, sigma = x0.to(s.device), ctx.to(s.device), sigma.to(s.device)
     sg = sigma[:, None, None, None, None]
     xt = (1 - sg) * x0 + sg * noise
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=s.device.startswith("cuda")):
+    with torch.autocast(torch.device(s.device).type, dtype=torch.bfloat16, enabled=s.precision == "bf16"):
         pred = model(xt, sigma * 1000, ctx)
     loss = torch.nn.functional.mse_loss(pred.float(), noise - x0)
     for g in run["opt"].param_groups:
@@ -296,6 +317,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"--device {s.device}: torch sees no CUDA device here; use --device cpu (--preset v2)")
     if s.save_dtype not in DTYPES:
         raise SystemExit(f"--save-dtype {s.save_dtype!r}: use one of {sorted(DTYPES)}")
+    if s.precision not in ("fp32", "bf16"):
+        raise SystemExit(f"--precision {s.precision!r}: use fp32 or bf16")
     if s.data not in ("v1", "v2"):
         raise SystemExit(f"--data {s.data!r}: use v1 or v2")
     train(s, out, log_every=log_every, save_every=save_every, state_every=state_every, resume=resume, stop_at=stop_at)

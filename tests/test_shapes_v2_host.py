@@ -1,7 +1,8 @@
 """`python -m bench.train_shapes --preset v2` at toy size, inside real ComfyUI: the run
 writes a checkpoint that UNETLoader loads as Wan 2.1 T2V, and a run stopped half-way and
 continued with --resume ends exactly where an uninterrupted run ends (step count, loss
-history and weights)."""
+history and weights). A warm start (--init) begins at the given checkpoint's weights, and one of
+another architecture is refused by name before training starts."""
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ from bench import train_shapes
 pytestmark = pytest.mark.host
 
 TINY = ["--preset", "v2", "--steps", "4", "--batch", "1", "--frames", "2", "--size", "16", "--num-layers", "1",
-        "--ffn-dim", "256", "--warmup", "1", "--save-every", "0", "--state-every", "1", "--log-every", "1"]
+        "--ffn-dim", "256", "--warmup", "1", "--init", "", "--save-every", "0", "--state-every", "1", "--log-every", "1"]
 
 
 @pytest.fixture
@@ -62,3 +63,14 @@ def test_v2_training_resumes_where_it_stopped_and_unetloader_loads_it(tmp_path, 
     (model,) = res.output(unet.id)
     assert type(model.model.model_config).__name__ == "WAN21_T2V"
     assert model.model.diffusion_model.dim == 128 and len(model.model.diffusion_model.blocks) == 1
+
+
+def test_v2_warm_start_begins_at_the_given_checkpoint(tmp_path, comfy, one_thread):
+    first, warm = tmp_path / "first.safetensors", tmp_path / "warm.safetensors"
+    train_shapes.main(TINY + ["--out", str(first), "--precision", "bf16"])
+    # lr 0 and an EMA of an unchanged model: the written weights are the starting weights.
+    train_shapes.main(TINY + ["--out", str(warm), "--init", str(first), "--steps", "1", "--lr", "0", "--lr-final", "0"])
+    a, b = weights(first), weights(warm)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(SystemExit, match="--init .*--num-layers 2"):
+        train_shapes.main(TINY + ["--out", str(tmp_path / "x.safetensors"), "--init", str(first), "--num-layers", "2"])
