@@ -37,11 +37,24 @@ def linear_lr(step: int, steps: int, lr_start: float, lr_end: float) -> float:
     return lr_start + (lr_end - lr_start) * step / (steps - 1)
 
 
+def released_lr(step: int, steps: int, lr_start: float, lr_end: float) -> float:
+    """The released code's schedule, ``lr_start - (lr_start - lr_end) * step / steps``: it never
+    reaches lr_end (0.0021 at the last of 10 steps)."""
+    if steps <= 0:
+        return lr_start
+    return lr_start - (lr_start - lr_end) * step / steps
+
+
 def optimize_latent(x: torch.Tensor, loss_fn: Callable, *, steps: int = 10, interval: int = 3,
                     lr_start: float = 0.003, lr_end: float = 0.002, weight_decay: float = 0.01,
-                    on_step: Callable[[int, OptimizeStats, torch.Tensor], None] | None = None
-                    ) -> tuple[torch.Tensor, OptimizeStats]:
+                    on_step: Callable[[int, OptimizeStats, torch.Tensor], None] | None = None,
+                    lr_schedule: Callable[[int, int, float, float], float] = linear_lr,
+                    dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, OptimizeStats]:
     """Optimise ``x`` to lower ``loss_fn(x)``; returns a detached float32 latent and stats.
+
+    ``dtype``: of the AdamW parameter and its state (the released code's is bf16, so small
+    updates of large entries round away). The returned latent is ``x`` plus the parameter's
+    change, so a zero learning rate returns ``x`` exactly whatever the dtype.
 
     ``loss_fn`` takes the latent (requires grad) and returns a scalar tensor, or a
     ``(tensor, dict)`` pair whose dict is recorded per evaluation. ``on_step(j, stats, latent)``
@@ -53,12 +66,13 @@ def optimize_latent(x: torch.Tensor, loss_fn: Callable, *, steps: int = 10, inte
         raise ValueError(f"steps must be >= 0 and interval >= 1 (got steps={steps}, interval={interval})")
     stats = OptimizeStats()
     start = time.perf_counter()
-    param = x.detach().float().clone().requires_grad_(True)
+    start_param = x.detach().to(dtype)
+    param = start_param.clone().requires_grad_(True)
     opt = torch.optim.AdamW([param], lr=lr_start, weight_decay=weight_decay)
     cached_grad = None
     for j in range(steps):
         for group in opt.param_groups:
-            group["lr"] = linear_lr(j, steps, lr_start, lr_end)
+            group["lr"] = lr_schedule(j, steps, lr_start, lr_end)
         if j % interval == 0:
             with torch.enable_grad():
                 out = loss_fn(param)
@@ -89,4 +103,6 @@ def optimize_latent(x: torch.Tensor, loss_fn: Callable, *, steps: int = 10, inte
         if on_step is not None:
             on_step(j, stats, param.detach())
     stats.wall_time = time.perf_counter() - start
-    return param.detach(), stats
+    if dtype == torch.float32:
+        return param.detach(), stats
+    return x.detach().float() + (param.detach() - start_param).float(), stats

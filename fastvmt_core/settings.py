@@ -13,13 +13,14 @@ MODES = ("effi_AMF", "AMF", "No_transfer")
 REFERENCE_NOISE_MODES = ("renoise", "clean")
 KEEP_ACTIVATIONS_MODES = ("auto", "always", "never")
 TRANSFER_MODES = ("all", "camera", "objects")
+FLOW_DEFINITIONS = ("paper", "released")
 
 # The Step-Skip Settings node's inputs, in widget order (the optional ones last). Node
 # inputs carry the field names, so every default below is the node's, the example
 # workflows' and the benchmarks' default.
 STEP_SKIP_FIELDS = ("mode", "interval", "inner_steps", "lr_start", "lr_end", "guided_fraction", "lambda_amf",
                     "lambda_window", "reference_noise", "reference_seed", "reference_sigma_cap", "exit_block",
-                    "keep_activations", "motion_strength", "transfer")
+                    "keep_activations", "motion_strength", "transfer", "flow_definition")
 # Extract Motion's settings (stored in motion files); Step-Skip Settings holds the rest.
 EXTRACTION_FIELDS = ("motion_block", "temporal_span", "window", "tile", "tau")
 MAX_MOTION_STRENGTH = 10.0
@@ -52,6 +53,8 @@ class FastVMTSettings:
                                       # above 1 exaggerates (motion_controls.py)
     transfer: str = "all"             # all: the whole motion; camera: only the global (camera) motion;
                                       # objects: only the motion left after the camera's (camera_motion.py)
+    flow_definition: str = "paper"    # paper: the paper's equations (amf.py, losses.py); released: the authors'
+                                      # code, quirks included (released_flow.py, docs/differences.md)
 
     def __post_init__(self):
         object.__setattr__(self, "tile", tuple(int(t) for t in self.tile))
@@ -59,6 +62,7 @@ class FastVMTSettings:
         _choice("reference_noise", self.reference_noise, REFERENCE_NOISE_MODES)
         _choice("keep_activations", self.keep_activations, KEEP_ACTIVATIONS_MODES)
         _choice("transfer", self.transfer, TRANSFER_MODES)
+        _choice("flow_definition", self.flow_definition, FLOW_DEFINITIONS)
         _int_range("motion_block", self.motion_block, 0, 10_000)
         _int_range("temporal_span", self.temporal_span, 1, 64)
         _int_range("window", self.window, 1, 512)
@@ -82,6 +86,16 @@ class FastVMTSettings:
         if self.lambda_amf == 0 and self.lambda_window == 0 and self.mode != "No_transfer":
             raise ValueError("lambda_amf and lambda_window are both 0: nothing to optimise; "
                              "set one above 0 or use mode 'No_transfer'")
+        if self.flow_definition == "released":
+            self._check_released()
+
+    def _check_released(self) -> None:
+        if self.mode == "AMF":
+            raise ValueError("flow_definition 'released' has only the sliding-window flow (the released code "
+                             "refuses mode AMF): use mode effi_AMF, or flow_definition 'paper' for the global flow")
+        if self.motion_strength != 1.0 or self.transfer != "all":
+            raise ValueError("motion_strength and transfer work with flow_definition 'paper' only (the released "
+                             "code has no motion controls): set motion_strength 1 and transfer all, or use 'paper'")
 
     @property
     def guided(self) -> bool:

@@ -15,7 +15,7 @@ import comfy.utils
 import folder_paths
 import nodes as comfy_nodes
 
-from fastvmt_core import (KEEP_ACTIVATIONS_MODES, MAX_MOTION_STRENGTH, MODES, REFERENCE_NOISE_MODES, TRANSFER_MODES,
+from fastvmt_core import (FLOW_DEFINITIONS, KEEP_ACTIVATIONS_MODES, MAX_MOTION_STRENGTH, MODES, REFERENCE_NOISE_MODES, TRANSFER_MODES,
                          FastVMTSettings)
 from .fidelity_node import MotionFidelity
 from .motion import MotionReference, ReferenceImage, read_motion_file, write_motion_file
@@ -268,6 +268,13 @@ class StepSkipSettings(io.ComfyNode):
                                        "move freely. objects: only what moves apart from that camera motion; the "
                                        "generated camera is free. Parallax is not a global motion (README 'Motion "
                                        "controls')."),
+                io.Combo.Input("flow_definition", options=list(FLOW_DEFINITIONS), default=d.flow_definition,
+                               optional=True,
+                               tooltip="paper (default): the motion flow and losses of the paper's equations. "
+                                       "released: the authors' released code, quirks included (the code behind "
+                                       "the paper's figures; docs/differences.md); set temporal_span 4 on "
+                                       "Extract Motion to match its runs. Needs a token grid divisible by the "
+                                       "tile and at least the window, and no motion controls."),
             ],
             outputs=[Settings.Output("settings")],
         )

@@ -13,7 +13,7 @@ import time
 from fastvmt_core import FastVMTSettings
 from fastvmt_core import motion_controls as controls_core  # strength, transfer, regions
 from ..motion import MotionReference
-from .checks import check_ksampler, check_motion_matches, resolve_settings
+from .checks import check_flow_definition, check_ksampler, check_motion_matches, resolve_settings
 from .comfy_compat import add_sampler_wrapper, continue_sampler_chain, with_sampler_function
 from .geometry import wan_geometry
 from .guided_step import GuidanceContext, guide_latent
@@ -37,6 +37,7 @@ def apply_fastvmt(model_patcher, motion: MotionReference, settings: FastVMTSetti
     check_motion_matches(motion, geometry, motion.latent.shape)
     # Masks fitted to the reference's (= the generation's) token grid, before sampling.
     controls = controls_core.build_controls(resolved, *masks, motion.latent, geometry.patch_size)
+    check_flow_definition(resolved, geometry, motion.latent.shape, controls)
     clone = model_patcher.clone()
     if resolved.guided:
         add_sampler_wrapper(clone, functools.partial(fastvmt_sampler_wrapper, motion=motion, settings=resolved,
@@ -64,7 +65,7 @@ def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, nois
     log.info("FastVMT: %s", memory.describe())
     progress = Progress(callback, plan.n_steps, plan.n_guided, settings.inner_steps)
     gen_pass = QKPass(guider.inner_model, guider.conds["positive"], extra_args["model_options"],
-                      settings.motion_block, settings.exit_block, memory.kept_blocks)
+                      settings.motion_block, settings.exit_block, memory.kept_blocks, settings.flow_definition)
     ctx = GuidanceContext(gen_pass=gen_pass, reference=reference, settings=settings, progress=progress.inner_step,
                           gen_held=gen_held)
     sampler = executor.class_obj

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from fastvmt_core import EXTRACTION_FIELDS, FastVMTSettings
+from fastvmt_core import EXTRACTION_FIELDS, FastVMTSettings, check_released_grid
 from ..motion import MotionReference
 from .comfy_compat import CONCAT_LATENT, CONCAT_MASK, is_ksampler
-from .geometry import WanGeometry
+from .geometry import WanGeometry, token_grid
 
 
 def check_block_index(geometry: WanGeometry, block: int, input_name: str = "motion_block") -> None:
@@ -112,3 +112,22 @@ def no_gradient_message(base_model) -> str:
             "without autograd. Load the model with 'Load Diffusion Model' and weight_dtype 'default' (or "
             "ComfyUI-GGUF's loader), and remove nodes that wrap the model call between the loader and the "
             "sampler; attention backends (SageAttention, flash) are handled by FastVMT.")
+
+
+def check_flow_definition(settings: FastVMTSettings, geometry: WanGeometry, latent_shape, controls,
+                          where: str = "settings (flow_definition)") -> None:
+    """flow_definition 'released' computes on exactly tiled grids, with the released head
+    averaging and without motion controls: refused by name before sampling otherwise."""
+    if settings.flow_definition != "released":
+        return
+    f, h, w = token_grid(latent_shape, geometry.patch_size)
+    try:
+        check_released_grid(h, w, settings.window, settings.tile)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    if (f * h * w) % geometry.num_heads:
+        raise ValueError(f"{where}: 'released' averages heads over groups of {geometry.num_heads} tokens, and "
+                         f"{f * h * w} tokens do not divide into them; use flow_definition 'paper'")
+    if controls is not None:
+        raise ValueError(f"{where}: reference_mask / generation_mask work with flow_definition 'paper' only (the "
+                         "released code has no motion controls); disconnect the masks or use 'paper'")

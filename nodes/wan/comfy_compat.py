@@ -146,10 +146,11 @@ def run_block(block, args: dict, context_img_len, x):
                  transformer_options=args.get("transformer_options", {}))
 
 
-def block_qk(block, x, e0, freqs):
-    """The block's self-attention queries/keys after projection, RMSNorm and RoPE, averaged
-    over heads per token: [B, S, head_dim]. Mirrors WanAttentionBlock.forward up to
-    optimized_attention (the guard test compares the two)."""
+def block_qk(block, x, e0, freqs, reduce_heads=lambda t: t.mean(dim=2)):
+    """The block's self-attention queries/keys after projection, RMSNorm and RoPE, reduced
+    over heads per token by ``reduce_heads`` ([B, S, heads, d] -> [B, S, d], float32; the
+    mean by default). Mirrors WanAttentionBlock.forward up to optimized_attention (the guard
+    test compares the two)."""
     mod = model_management.cast_to(block.modulation, dtype=x.dtype, device=x.device)
     e = (mod + e0).chunk(6, dim=1) if e0.ndim < 4 else (mod.unsqueeze(0) + e0).unbind(2)
     y = torch.addcmul(wan_model.repeat_e(e[0], x), block.norm1(x), 1 + wan_model.repeat_e(e[1], x))
@@ -157,7 +158,7 @@ def block_qk(block, x, e0, freqs):
     b, s = y.shape[:2]
     q = apply_rope1(attn.norm_q(attn.q(y)).view(b, s, attn.num_heads, attn.head_dim), freqs)
     k = apply_rope1(attn.norm_k(attn.k(y)).view(b, s, attn.num_heads, attn.head_dim), freqs)
-    return q.float().mean(dim=2), k.float().mean(dim=2)
+    return reduce_heads(q.float()), reduce_heads(k.float())
 
 
 # Parameters block_qk uses (names inside a WanAttentionBlock).
@@ -290,6 +291,11 @@ def euler_step_function():
 
 
 # ---- model management ----------------------------------------------------------------
+
+def compute_dtype(base_model):
+    """The dtype the model computes in (fp8 weights compute in their manual-cast dtype)."""
+    return base_model.manual_cast_dtype or base_model.get_dtype()
+
 
 def float8_dtypes():
     return model_management.FLOAT8_TYPES

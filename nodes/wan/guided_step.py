@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from fastvmt_core import FastVMTSettings, optimize_latent
+from fastvmt_core import FastVMTSettings, flow_guidance_loss, latent_optimizer_options, motion_flow, optimize_latent
 from fastvmt_core import motion_controls as controls_core  # strength, transfer, regions
 from .checks import no_gradient_message
-from .comfy_compat import throw_if_interrupted
+from .comfy_compat import compute_dtype, throw_if_interrupted
 from .image_to_video import HeldEntries
 from .qk_capture import PassCounter, QKPass, capture_qk
-from .reference import ReferenceMotion, motion_flow, reference_flow
+from .reference import ReferenceMotion, reference_flow
 
 log = logging.getLogger("FastVMT")
 
@@ -48,7 +48,8 @@ def guide_latent(ctx: GuidanceContext, x: torch.Tensor, sigma, step_index: int) 
         region = controls_core.latent_region(ctx.reference.controls, x)  # generation mask, or None
         x_opt, stats = optimize_latent(x.detach().clone(), _loss_function(ctx, ref, sigma_t, mask, region),
                                        steps=s.inner_steps, interval=s.effective_interval, lr_start=s.lr_start,
-                                       lr_end=s.lr_end, on_step=_on_inner_step(ctx, step_index))
+                                       lr_end=s.lr_end, on_step=_on_inner_step(ctx, step_index),
+                                       **latent_optimizer_options(s, compute_dtype(ctx.base_model)))
         # Entries guidance may not change (held by the sampler, or outside the generation mask)
         # have no gradient, but AdamW's weight decay still moves them: put them back, once.
         editable = region if mask is None else (mask if region is None else mask * region)
@@ -76,8 +77,7 @@ def _loss_function(ctx: GuidanceContext, ref, sigma_t, mask, region):
             raise ValueError(no_gradient_message(ctx.base_model))
         losses, parts = [], {"amf": 0.0, "window": 0.0}
         for b in range(q.shape[0]):  # batch of latents: one flow each, same reference
-            loss, p = controls_core.controlled_loss(ref, motion_flow(s, q[b], k[b]), lambda_amf=s.lambda_amf,
-                                                    lambda_window=s.lambda_window, alpha=s.alpha)
+            loss, p = flow_guidance_loss(s, ref, motion_flow(s, q[b], k[b]))
             losses.append(loss)
             parts = {key: parts[key] + p[key] for key in parts}
         return torch.stack(losses).sum(), parts

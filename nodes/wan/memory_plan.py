@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 
 from fastvmt_core import FastVMTSettings, PassGeometry, gradient_pass_memory, most_kept_blocks
-from .comfy_compat import dtype_size, float8_dtypes, free_device_memory, free_memory, load_models, loaded_entries, reserved_memory
+from .comfy_compat import compute_dtype, dtype_size, float8_dtypes, free_device_memory, free_memory, load_models, loaded_entries, reserved_memory
 from .geometry import token_grid
 from .qk_capture import pass_extent
 
@@ -16,7 +16,7 @@ def pass_geometry(base_model, latent_shape) -> PassGeometry:
     """fastvmt_core.memory's view of this model and latent."""
     dm = base_model.diffusion_model
     block = dm.blocks[0]
-    compute = base_model.manual_cast_dtype or base_model.get_dtype()
+    compute = compute_dtype(base_model)
     size = dtype_size(compute)
     f, h, w = token_grid(latent_shape, dm.patch_size)
     # p.shape, not numel(): quantised (GGUF) tensors report their logical shape there.

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from fastvmt_core import head_mean
 from .comfy_compat import (QK_PARAMS, add_block_patch, add_pass_wrapper, block_inputs, block_output, block_qk,
                            calc_cond_batch, guidance_pass_options, run_original_block)
 from .geometry import token_grid
@@ -31,6 +32,7 @@ class QKPass:
     exit_block: int = -1          # FastVMTSettings.exit_block: -1 stops inside the motion block; N runs
     #                               blocks up to N; the last block or past it (999): whole DiT and head
     kept_blocks: int = 0          # MemoryPlan.kept_blocks: blocks 0..kept_blocks-1 keep their activations
+    flow_definition: str = "paper"  # FastVMTSettings.flow_definition: how heads are averaged (head_mean)
 
 
 @dataclass(frozen=True)
@@ -103,9 +105,10 @@ def _block_patches(spec: QKPass, blocks, counter, captured, state) -> list:
     patches = []
     for i in range(extent.last + 1):
         if i == spec.motion_block and extent.stops_in_motion_block:
-            patch = _capture_patch(blocks[i], counter)
+            patch = _capture_patch(blocks[i], counter, spec.flow_definition)
         elif i == spec.motion_block:
-            patch = _record_and_continue(blocks[i], i, counter, captured, state, spec.kept_blocks)
+            patch = _record_and_continue(blocks[i], i, counter, captured, state, spec.kept_blocks,
+                                         spec.flow_definition)
         elif i == extent.last and not extent.head:
             patch = _stop_patch(counter, captured)
         else:
@@ -114,11 +117,12 @@ def _block_patches(spec: QKPass, blocks, counter, captured, state) -> list:
     return patches
 
 
-def _motion_qk(block, x, e0, freqs, counter: PassCounter):
+def _motion_qk(block, x, e0, freqs, counter: PassCounter, flow_definition: str):
+    reduce_heads = functools.partial(head_mean, flow_definition)
     if wants_grad(x):
-        return call_with_params(block, block_qk, x, e0, freqs, grad_safe=QK_PARAMS, compute_dtype=x.dtype,
-                                counter=counter)
-    return block_qk(block, x, e0, freqs)
+        return call_with_params(block, block_qk, x, e0, freqs, reduce_heads, grad_safe=QK_PARAMS,
+                                compute_dtype=x.dtype, counter=counter)
+    return block_qk(block, x, e0, freqs, reduce_heads)
 
 
 def _pass_through_patch(block, index: int, counter: PassCounter, state: dict, kept_blocks: int):
@@ -131,19 +135,20 @@ def _pass_through_patch(block, index: int, counter: PassCounter, state: dict, ke
     return patch
 
 
-def _capture_patch(block, counter: PassCounter):
+def _capture_patch(block, counter: PassCounter, flow_definition: str):
     def patch(args, extra):
         counter.blocks += 1
-        raise _MotionBlockReached(*_motion_qk(block, *block_inputs(args), counter))
+        raise _MotionBlockReached(*_motion_qk(block, *block_inputs(args), counter, flow_definition))
     return patch
 
 
-def _record_and_continue(block, index: int, counter: PassCounter, captured: dict, state: dict, kept_blocks: int):
+def _record_and_continue(block, index: int, counter: PassCounter, captured: dict, state: dict, kept_blocks: int,
+                         flow_definition: str):
     """The motion block when the pass goes on: record its Q/K, then run it."""
     def patch(args, extra):
         counter.blocks += 1
         x, e0, freqs = block_inputs(args)
-        captured["qk"] = _motion_qk(block, x, e0, freqs, counter)
+        captured["qk"] = _motion_qk(block, x, e0, freqs, counter, flow_definition)
         if not wants_grad(x):
             return run_original_block(args, extra)
         return block_output(gradient_block(block, index, args, state, x, kept_blocks))

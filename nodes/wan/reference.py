@@ -7,20 +7,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from fastvmt_core import FastVMTSettings, global_amf, reference_sigma, sliding_window_amf
+from fastvmt_core import FastVMTSettings, motion_flow, reference_sigma
 from fastvmt_core import motion_controls as controls_core
 from ..motion import MotionReference
 from .geometry import WanGeometry
 from .image_to_video import HeldEntries, reference_conditioning
 from .qk_capture import PassCounter, QKPass, capture_qk
-
-
-def motion_flow(settings: FastVMTSettings, q, k):
-    """The motion flow of one latent's motion-block queries/keys [F, H, W, D]."""
-    if settings.mode == "AMF":
-        return global_amf(q, k, temporal_span=None, tau=settings.tau)
-    return sliding_window_amf(q, k, temporal_span=settings.temporal_span, window=settings.window,
-                              tile=settings.tile, tau=settings.tau)
 
 
 @dataclass
@@ -43,7 +35,8 @@ def prepare_reference(guider, motion: MotionReference, geometry: WanGeometry, se
     ref_noise = torch.randn(latent.shape, generator=gen, dtype=torch.float32).to(device)
     conds, held = reference_conditioning(guider, motion, geometry, noise, latent, ref_noise, latent_image,
                                          denoise_mask, extra_args.get("seed"))
-    qk_pass = QKPass(base_model, conds, extra_args["model_options"], settings.motion_block, settings.exit_block)
+    qk_pass = QKPass(base_model, conds, extra_args["model_options"], settings.motion_block, settings.exit_block,
+                     flow_definition=settings.flow_definition)
     return ReferenceMotion(qk_pass, latent, ref_noise, held, controls=controls)
 
 
