@@ -1,5 +1,6 @@
 """The self-test of ``fastvmt_runner.py --selftest``: which nodes score the plain and the
-FastVMT run, their scores in a finished run, and the block a user pastes into an issue.
+FastVMT run (and the run with the released code's flow), their scores in a finished run, and
+the block a user pastes into an issue.
 
 Plain functions on API prompts, ``/history`` entries and ``/system_stats``; no network and
 no ComfyUI import (the runner does the I/O). The workflow is
@@ -26,45 +27,61 @@ READING = f"""\
 Reading it: 1 = the reference's motion, about 0 = unrelated or still. With real Wan weights
 FastVMT's score should be clearly above the plain run's. That is an expectation from the
 paper, not a measurement: the pack has not been run on Wan weights by its authors.
-In the video, FastVMT's clip (right) should move like the reference (left: a figure running
-from left to right while the camera pans to follow); the plain one (middle) moves as the
-prompt and seed happen to make it.
+In the video, the FastVMT clips (third: the paper's flow; fourth: the released code's) should
+move like the reference (left: a figure running from left to right while the camera pans to
+follow); the plain one (second) moves as the prompt and seed happen to make it.
 Report: open an issue at {ISSUES_URL}
 titled "Self-test: <GPU>, <model>" and paste the block between the lines. A run where
-FastVMT does not come out ahead is as useful as one where it does."""
+FastVMT does not come out ahead is as useful as one where it does. The third score uses the
+authors' released flow (flow_definition 'released', the code behind the paper's figures); which
+of the two transfers motion better on real Wan is not known yet: your numbers decide it."""
 
 
 def _is_link(v) -> bool:
     return isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) and isinstance(v[1], int)
 
 
-def upstream_types(prompt: dict, nid: str) -> set:
-    """Class types of every node that feeds ``nid``, directly or not."""
-    seen, todo, types = set(), [nid], set()
+def upstream(prompt: dict, nid: str) -> set:
+    """Ids of every node that feeds ``nid``, directly or not."""
+    seen, todo = set(), [nid]
     while todo:
         for v in prompt.get(todo.pop(), {}).get("inputs", {}).values():
             if _is_link(v) and v[0] in prompt and v[0] not in seen:
                 seen.add(v[0])
-                types.add(prompt[v[0]]["class_type"])
                 todo.append(v[0])
-    return types
+    return seen
+
+
+def upstream_types(prompt: dict, nid: str) -> set:
+    """Class types of every node that feeds ``nid``, directly or not."""
+    return {prompt[i]["class_type"] for i in upstream(prompt, nid)}
+
+
+def _run_kind(prompt: dict, source: str) -> str:
+    """"plain", "fastvmt" (the paper's flow) or "released" (flow_definition 'released')."""
+    feeding = upstream(prompt, source)
+    if not {prompt[i]["class_type"] for i in feeding} & FASTVMT_SAMPLING:
+        return "plain"
+    released = any(prompt[i]["class_type"] == "FastVMTStepSkipSettings"
+                   and prompt[i]["inputs"].get("flow_definition") == "released" for i in feeding)
+    return "released" if released else "fastvmt"
 
 
 def score_nodes(prompt: dict) -> dict:
-    """{"plain": id, "fastvmt": id}: the Motion Fidelity node whose generated frames come
-    from a run without FastVMT, and the one whose frames come from a FastVMT run."""
-    found = {"plain": [], "fastvmt": []}
+    """{"plain": id, "fastvmt": id[, "released": id]}: the Motion Fidelity node whose generated
+    frames come from a run without FastVMT, the one scoring a FastVMT run with the paper's flow,
+    and (optional) the one scoring a run with the released code's flow."""
+    found = {"plain": [], "fastvmt": [], "released": []}
     for nid, node in prompt.items():
         if node["class_type"] != FIDELITY or not _is_link(node["inputs"].get("generated")):
             continue
-        source = node["inputs"]["generated"][0]
-        kind = "fastvmt" if upstream_types(prompt, source) & FASTVMT_SAMPLING else "plain"
-        found[kind].append(nid)
-    if len(found["plain"]) != 1 or len(found["fastvmt"]) != 1:
+        found[_run_kind(prompt, node["inputs"]["generated"][0])].append(nid)
+    if len(found["plain"]) != 1 or len(found["fastvmt"]) != 1 or len(found["released"]) > 1:
         raise ValueError(f"--selftest: the workflow needs one Motion Fidelity node scoring a run without FastVMT "
-                         f"and one scoring a FastVMT run; it has {len(found['plain'])} and {len(found['fastvmt'])}. "
-                         f"Use the shipped {WORKFLOW} (the default) or a copy of it")
-    return {kind: ids[0] for kind, ids in found.items()}
+                         f"and one scoring a FastVMT run (and at most one scoring a flow_definition 'released' "
+                         f"run); it has {len(found['plain'])} and {len(found['fastvmt'])} "
+                         f"(and {len(found['released'])}). Use the shipped {WORKFLOW} (the default) or a copy of it")
+    return {kind: ids[0] for kind, ids in found.items() if ids}
 
 
 def read_score(entry: dict, nid: str) -> tuple:
@@ -113,6 +130,7 @@ def summary(prompt: dict, entry: dict, stats: dict, seconds: float, videos: list
     side-by-side video, then how to read and report it."""
     ids = score_nodes(prompt)
     (plain, plain_report), (guided, guided_report) = (read_score(entry, ids[k]) for k in ("plain", "fastvmt"))
+    released = read_score(entry, ids["released"]) if "released" in ids else None
     s = run_settings(prompt)
 
     def details(report: str) -> str:   # the report's lines after the score, without the drawing's legend
@@ -123,9 +141,13 @@ def summary(prompt: dict, entry: dict, stats: dict, seconds: float, videos: list
              f"  run:      {s.get('size', '?')}, {s.get('sampling', '?')}",
              f"  prompt:   {s.get('prompt', '?')}",
              f"  system:   {system_line(stats)}",
-             f"  time:     {seconds:.0f} s (both runs, extraction and scoring)",
+             f"  time:     {seconds:.0f} s (all runs, extraction and scoring)",
              f"  motion fidelity, plain (no FastVMT): {plain:.4f}{details(plain_report)}",
              f"  motion fidelity, FastVMT:           {guided:.4f}{details(guided_report)}",
              f"  FastVMT - plain: {guided - plain:+.4f}"]
-    lines += [f"  video (reference | plain | FastVMT): {v}" for v in videos]
+    if released is not None:
+        lines += [f"  motion fidelity, released code:     {released[0]:.4f}{details(released[1])}",
+                  f"  released - plain: {released[0] - plain:+.4f}"]
+    columns = "reference | plain | FastVMT" + (" | released" if released is not None else "")
+    lines += [f"  video ({columns}): {v}" for v in videos]
     return "\n".join(lines + ["-" * 72, READING])

@@ -314,10 +314,13 @@ def run_level2(host, seeds: list[int], quick: bool, model_path: Path = SHAPES_MO
         ref = shapes_reference(seed, spec)
         refs.append((seed, ref, put_latent(ref["latent"], f"fastvmt_l2_{seed}")))
     common = dict(spec=spec, steps=steps, cfg=cfg, denoise=denoise)
+    # the released flow has no global flow (mode AMF): that row is left out for it
+    configs = {c: o for c, o in CONFIGS.items()
+               if not (overrides.get("flow_definition") == "released" and o.get("mode") == "AMF")}
     for seed, ref, name in refs:
         prompt = shapes.CLASSES[ref["b"]]
         example = [(f"reference: {shapes.CLASSES[ref['a']]}", ref["intensity"])]
-        for config, cfg_over in CONFIGS.items():
+        for config, cfg_over in configs.items():
             t0 = time.perf_counter()
             gen = level2_clip(host, model, ref, name, seed=seed, block=block, overrides={**overrides, **cfg_over},
                               **common)
@@ -447,6 +450,9 @@ def main(argv=None, host=None) -> int:
     p.add_argument("--block", type=int, default=2, help="level 2 motion block")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--strip", help="level 2: write a frame strip PNG of the first seeds here")
+    p.add_argument("--flow-definition", choices=["paper", "released"], default="paper",
+                   help="level 2: the Step-Skip Settings flow_definition of every guided row (released: no "
+                        "'full AMF' row, no sweep)")
     args = p.parse_args(argv)
     if host is None:
         import comfy_host
@@ -459,10 +465,13 @@ def main(argv=None, host=None) -> int:
     if args.level in ("2", "all"):
         seeds = list(range(args.seeds or (1 if args.smoke else 3 if args.quick else 8)))
         # the released code's example: start from the reference noised to denoise 0.75
+        definition = {"flow_definition": args.flow_definition}
         res["level2"] = run_level2(host, seeds, args.quick, block=args.block, denoise=0.75, strip=args.strip,
-                                   sweep=not args.smoke, steps=8 if args.smoke else 20)
+                                   sweep=not args.smoke and args.flow_definition == "paper",
+                                   steps=8 if args.smoke else 20, overrides=definition)
         if not args.smoke:
-            res["level2_t2v"] = run_level2(host, seeds, args.quick, block=args.block, denoise=1.0, sweep=False)
+            res["level2_t2v"] = run_level2(host, seeds, args.quick, block=args.block, denoise=1.0, sweep=False,
+                                           overrides=definition)
     print(format_tables(res))
     if args.json:
         write_json(args.json, res)

@@ -278,37 +278,44 @@ SELFTEST_CLIP = WORKFLOW_DIR / "input" / "fastvmt_selftest_reference.mp4"
 
 
 def test_selftest_prints_both_scores_and_writes_the_side_by_side_video(server, tmp_path):
-    """The self-test end to end on the tiny model: the shipped clip uploaded, the plain and
-    the FastVMT run scored, the block to report printed with the scores the server's Motion
-    Fidelity nodes wrote, and one video: reference | plain | FastVMT."""
+    """The self-test end to end on the tiny model: the shipped clip uploaded, the plain run and
+    the two FastVMT runs (paper, released) scored, the block to report printed with the scores
+    the server's Motion Fidelity nodes wrote, and one video: reference | plain | FastVMT | released."""
     out_dir = tmp_path / "out"
+    api = json.loads(SELFTEST_API.read_text("utf-8"))
+    # the tiny size's 3 x 4 token grid is smaller than the released run's 21-token window
+    released_extract = next(k for k, n in api.items() if n["class_type"] == "FastVMTExtractMotion"
+                            and n["inputs"]["temporal_span"] == 4)
     code, out, err = run_runner(["--selftest", str(_tiny_workflow(tmp_path, SELFTEST_API)), "--server",
-                                 server.address, *TINY, "--out-dir", str(out_dir)], subprocess_run=True)
+                                 server.address, *TINY, "--set", f"{released_extract}.window=3",
+                                 "--out-dir", str(out_dir)], subprocess_run=True)
     assert code == 0, f"runner failed ({code}):\n{err}\n--- server log ---\n{server.log_tail()}"
     assert (server.base / "input" / SELFTEST_CLIP.name).read_bytes() == SELFTEST_CLIP.read_bytes()
     plain = float(re.search(r"motion fidelity, plain \(no FastVMT\): +(-?\d+\.\d{4})", out).group(1))
     guided = float(re.search(r"motion fidelity, FastVMT: +(-?\d+\.\d{4})", out).group(1))
     diff = float(re.search(r"FastVMT - plain: ([+-]\d+\.\d{4})", out).group(1))
+    released = float(re.search(r"motion fidelity, released code: +(-?\d+\.\d{4})", out).group(1))
     assert abs(diff - (guided - plain)) <= 1.5e-4
-    # the scores are those of the nodes scoring the KSampler's and the Guidance Sampler's frames
-    api = json.loads(SELFTEST_API.read_text("utf-8"))
+    # the scores are those of the nodes scoring the KSampler's and the two Guidance Samplers' frames
     by_source = {api[api[nid]["inputs"]["generated"][0]]["inputs"]["samples"][0]: nid
                  for nid, n in api.items() if n["class_type"] == "FastVMTMotionFidelity"}
-    kinds = {api[sid]["class_type"]: nid for sid, nid in by_source.items()}
+    kinds = {("released" if "settings" in api[sid]["inputs"] else api[sid]["class_type"]): nid
+             for sid, nid in by_source.items()}
     prompt_id = re.search(r"queued prompt (\S+)", err).group(1)
     entry = server.get_json(f"/history/{prompt_id}")
     texts = {nid: node["text"][0] for nid, node in next(iter(entry.values()))["outputs"].items() if "text" in node}
     assert f"Motion fidelity: {plain:.4f}" in texts[kinds["KSampler"]]
     assert f"Motion fidelity: {guided:.4f}" in texts[kinds["FastVMTGuidanceSampler"]]
+    assert f"Motion fidelity: {released:.4f}" in texts[kinds["released"]]
     # the shipped clip has points to track (random tiny models draw noise: their scores are 0)
     assert all(int(re.search(r"tracks: reference (\d+)", texts[nid]).group(1)) >= 100 for nid in kinds.values())
     assert "wan2.1_t2v_1.3B_fp16.safetensors" in out and "64x48, 9 frames, 4 steps euler/simple" in out
     assert "/issues" in out and "clearly above" in out
     videos = [Path(line) for line in out.splitlines() if line.endswith(".mp4") and Path(line).is_file()]
     assert len(videos) == 1 and videos[0].parent == out_dir
-    assert f"video (reference | plain | FastVMT): {videos[0]}" in out
-    # the reference (640x368) with both 64x48 clips resized to its height, 8 px apart
-    assert _read_video(videos[0]) == (9, 640 + 2 * (8 + int(368 * 64 / 48)), 368)
+    assert f"video (reference | plain | FastVMT | released): {videos[0]}" in out
+    # the reference (640x368) with the three 64x48 clips resized to its height, 8 px apart
+    assert _read_video(videos[0]) == (9, 640 + 3 * (8 + int(368 * 64 / 48)), 368)
 
 
 def test_selftest_checks_the_workflow_and_the_server_before_running(server, tmp_path):
@@ -324,19 +331,22 @@ def test_selftest_checks_the_workflow_and_the_server_before_running(server, tmp_
 
 def test_selftest_tells_the_plain_run_from_the_fastvmt_run():
     """The scores are told apart by what feeds them, not by node ids or titles: a copy of the
-    self-test with the motion applied through Apply FastVMT Motion + KSampler still works; a
-    workflow scoring two plain runs is refused, naming what it lacks."""
+    self-test with the motion applied through Apply FastVMT Motion + KSampler still works; the
+    released-flow run is the one whose settings say so; a workflow scoring two plain runs is
+    refused, naming what it lacks."""
     import fastvmt_selftest
     api = json.loads(SELFTEST_API.read_text("utf-8"))
     ids = fastvmt_selftest.score_nodes(api)
-    plain, guided = (next(k for k, n in api.items() if n["class_type"] == t)
-                     for t in ("KSampler", "FastVMTGuidanceSampler"))
-    assert api[api[ids["plain"]]["inputs"]["generated"][0]]["inputs"]["samples"][0] == plain
+    plain = next(k for k, n in api.items() if n["class_type"] == "KSampler")
+    guided, released = sorted((k for k, n in api.items() if n["class_type"] == "FastVMTGuidanceSampler"),
+                              key=lambda k: "settings" in api[k]["inputs"])
+    source = {kind: api[api[nid]["inputs"]["generated"][0]]["inputs"]["samples"][0] for kind, nid in ids.items()}
+    assert source == {"plain": plain, "fastvmt": guided, "released": released}
     motion = api[guided]["inputs"].pop("motion")
     api["90"] = {"class_type": "FastVMTApplyMotion", "inputs": {"model": api[guided]["inputs"]["model"],
                                                                  "motion": motion}}
     api[guided] = {"class_type": "KSampler", "inputs": {**api[guided]["inputs"], "model": ["90", 0]}}
     assert fastvmt_selftest.score_nodes(api) == ids
     api[ids["fastvmt"]]["inputs"]["generated"] = api[ids["plain"]]["inputs"]["generated"]
-    with pytest.raises(ValueError, match="it has 2 and 0"):
+    with pytest.raises(ValueError, match="it has 2 and 0 "):
         fastvmt_selftest.score_nodes(api)

@@ -161,36 +161,43 @@ def _source(api, node_id, name):
 
 def test_selftest_workflow_compares_like_with_like():
     """The self-test: the shipped clip; one prompt, seed, latent and sampler settings for the
-    plain and the FastVMT run; each scored against the frames Extract Motion uses (as many
-    as generated); the video stitched reference | plain | FastVMT with the reference first
-    (its even width keeps the stitched width even for H.264)."""
+    plain run and the two FastVMT runs (the paper's flow; the released code's, span 4 and the
+    reference at the step's own sigma); each scored against the frames Extract Motion uses (as
+    many as generated); the video stitched reference | plain | FastVMT | released with the
+    reference first (its even width keeps the stitched width even for H.264)."""
     api = _api("fastvmt_selftest_wan21_t2v")
     ids = {}
     for k, n in api.items():
         ids.setdefault(n["class_type"], []).append(k)
-    (video,), (frames,), (extract,), (latent,) = (ids[t] for t in ("LoadVideo", "ImageFromBatch",
-                                                                  "FastVMTExtractMotion", "EmptyHunyuanLatentVideo"))
+    (video,), (frames,), (latent,), (settings,) = (ids[t] for t in ("LoadVideo", "ImageFromBatch",
+                                                                   "EmptyHunyuanLatentVideo", "FastVMTStepSkipSettings"))
+    extract, extract_released = sorted(ids["FastVMTExtractMotion"], key=lambda k: api[k]["inputs"]["temporal_span"] == 4)
     assert api[video]["inputs"]["file"] == load_builder().SELFTEST_VIDEO
     assert (WORKFLOW_DIR / "input" / api[video]["inputs"]["file"]).is_file()
-    assert _source(api, extract, "images")[0] == frames and api[frames]["inputs"]["batch_index"] == 0
-    assert api[frames]["inputs"]["length"] == api[extract]["inputs"]["length"] == api[latent]["inputs"]["length"]
-    (plain,), (guided,) = ids["KSampler"], ids["FastVMTGuidanceSampler"]
+    for e in (extract, extract_released):
+        assert _source(api, e, "images")[0] == frames and api[frames]["inputs"]["batch_index"] == 0
+        assert api[frames]["inputs"]["length"] == api[e]["inputs"]["length"] == api[latent]["inputs"]["length"]
+    assert api[extract]["inputs"]["temporal_span"] == 5
+    assert api[settings]["inputs"]["flow_definition"] == "released"
+    assert api[settings]["inputs"]["reference_sigma_cap"] == 1.0
+    (plain,) = ids["KSampler"]
+    guided, released = sorted(ids["FastVMTGuidanceSampler"], key=lambda k: "settings" in api[k]["inputs"])
     same = ("model", "positive", "negative", "latent_image", "seed", "steps", "cfg", "sampler_name", "scheduler",
             "denoise")
-    assert all(api[plain]["inputs"][k] == api[guided]["inputs"][k] for k in same)
+    assert all(api[plain]["inputs"][k] == api[g]["inputs"][k] for g in (guided, released) for k in same)
     assert _source(api, guided, "motion")[0] == extract and "motion" not in api[plain]["inputs"]
-    decoded = {}
-    for d in ids["VAEDecode"]:
-        decoded[_source(api, d, "samples")[0]] = d
+    assert _source(api, released, "motion")[0] == extract_released and _source(api, released, "settings")[0] == settings
+    decoded = {_source(api, d, "samples")[0]: d for d in ids["VAEDecode"]}
     scored = {_source(api, m, "generated")[0]: m for m in ids["FastVMTMotionFidelity"]}
-    assert set(scored) == {decoded[plain], decoded[guided]}
+    assert set(scored) == {decoded[plain], decoded[guided], decoded[released]}
     assert all(_source(api, m, "reference")[0] == frames for m in scored.values())
-    first, second = ids["ImageStitch"]
+    first, second, third = ids["ImageStitch"]
     assert [_source(api, first, "image1")[0], _source(api, first, "image2")[0]] == [frames, decoded[plain]]
     assert [_source(api, second, "image1")[0], _source(api, second, "image2")[0]] == [first, decoded[guided]]
+    assert [_source(api, third, "image1")[0], _source(api, third, "image2")[0]] == [second, decoded[released]]
     assert all(api[s]["inputs"]["direction"] == "right" and api[s]["inputs"]["spacing_width"] % 2 == 0
-               for s in (first, second))
-    assert _source(api, ids["CreateVideo"][0], "images")[0] == second
+               for s in (first, second, third))
+    assert _source(api, ids["CreateVideo"][0], "images")[0] == third
 
 
 GENERATION_LATENTS = ("EmptyHunyuanLatentVideo", "WanImageToVideo", "Wan22ImageToVideoLatent")

@@ -41,7 +41,7 @@ def require_released() -> Path:
     if root is None:
         msg = (f"the authors' released code was not found (set FASTVMT_RELEASED_PATH, or check out "
                f"mayuelala/FastVMT at {PINNED_COMMIT} into ~/comfy/FastVMT)")
-        if os.environ.get("FASTVMT_REQUIRE_RELEASED") == "1":
+        if os.environ.get("FASTVMT_REQUIRE_RELEASED") == "1" or os.environ.get("CI") == "true":
             pytest.fail(msg)
         pytest.skip(msg)
     return root

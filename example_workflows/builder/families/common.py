@@ -54,8 +54,8 @@ def extract_motion(g: Graph, unet, comps, vae, ref_prompt, motion_block=14, size
                  motion_block=motion_block, **size, **extra)
 
 
-def reference_prompt(g: Graph, clip) -> Node:
-    return g.add("CLIPTextEncode", title="Reference Prompt (empty)", size=(420, 100), clip=clip, text="")
+def reference_prompt(g: Graph, clip, size=(420, 100)) -> Node:
+    return g.add("CLIPTextEncode", title="Reference Prompt (empty)", size=size, clip=clip, text="")
 
 
 def positive_prompt(g: Graph, clip, text, title="Positive Prompt", size=(420, 180)) -> Node:

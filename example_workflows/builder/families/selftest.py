@@ -46,9 +46,16 @@ def _inputs(g: Graph) -> dict:
     # the frames Extract Motion uses, for the scores and the video too (the clip may be longer)
     n["frames"] = g.add("ImageFromBatch", title="Reference frames (as many as generated)", size=(420, 106),
                         image=n["comps"].out("images"), batch_index=0, length=SELFTEST_SIZE["length"])
-    n["ref_prompt"] = reference_prompt(g, n["clip"])
+    # narrower than the column: the loaders' links to the second Extract Motion pass on its right
+    n["ref_prompt"] = reference_prompt(g, n["clip"], size=(320, 100))
     n["extract"] = g.add("FastVMTExtractMotion", model=n["unet"], images=n["frames"], vae=n["vae"],
                          conditioning=n["ref_prompt"], motion_block=14, **SELFTEST_SIZE)
+    # the released code's runs: its sf = 4 (offsets 0..3), the reference read at the step's own sigma
+    n["extract_released"] = g.add("FastVMTExtractMotion", title="Extract Motion (released code: span 4)",
+                                  model=n["unet"], images=n["frames"], vae=n["vae"], conditioning=n["ref_prompt"],
+                                  motion_block=14, temporal_span=4, **SELFTEST_SIZE)
+    n["released_settings"] = g.add("FastVMTStepSkipSettings", title="Step-Skip Settings (released code)",
+                                   size=(320, 420), flow_definition="released", reference_sigma_cap=1.0)
     n["pos"] = positive_prompt(g, n["clip"], SELFTEST_POSITIVE, size=(420, 150))
     n["neg"] = negative_prompt(g, n["clip"], size=(420, 150))
     n["latent"] = g.add("EmptyHunyuanLatentVideo", title="Empty Wan Latent Video", batch_size=1, **SELFTEST_SIZE)
@@ -60,21 +67,28 @@ def _runs(g: Graph, n: dict) -> dict:
     common = dict(model=n["unet"], positive=n["pos"], negative=n["neg"], latent_image=n["latent"],
                   **SELFTEST_SAMPLING)
     r = {"plain": g.add("KSampler", title="KSampler (plain, no FastVMT)", size=(340, 300), **common),
-         "fastvmt": g.add("FastVMTGuidanceSampler", size=(340, 380), motion=n["extract"], **common)}
+         "fastvmt": g.add("FastVMTGuidanceSampler", size=(340, 380), motion=n["extract"], **common),
+         "released": g.add("FastVMTGuidanceSampler", title="FastVMT Guidance Sampler (released code)",
+                           size=(340, 380), motion=n["extract_released"], settings=n["released_settings"], **common)}
     r["decode_plain"] = g.add("VAEDecode", title="VAE Decode (plain)", samples=r["plain"], vae=n["vae"])
     r["decode_fastvmt"] = g.add("VAEDecode", title="VAE Decode (FastVMT)", samples=r["fastvmt"], vae=n["vae"])
+    r["decode_released"] = g.add("VAEDecode", title="VAE Decode (released)", samples=r["released"], vae=n["vae"])
     images = n["frames"]
     r["score_plain"] = g.add("FastVMTMotionFidelity", title="Motion Fidelity (plain)", reference=images,
                              generated=r["decode_plain"])
     r["score_fastvmt"] = g.add("FastVMTMotionFidelity", title="Motion Fidelity (FastVMT)", reference=images,
                                generated=r["decode_fastvmt"])
+    r["score_released"] = g.add("FastVMTMotionFidelity", title="Motion Fidelity (released)", reference=images,
+                                generated=r["decode_released"])
     # the reference first: its even width plus two generated clips resized alike stays even (H.264)
     stitch = dict(direction="right", match_image_size=True, spacing_width=8, spacing_color="black")
     r["stitch1"] = g.add("ImageStitch", title="Stitch: reference | plain", image1=images,
                          image2=r["decode_plain"], **stitch)
     r["stitch2"] = g.add("ImageStitch", title="Stitch: reference | plain | FastVMT", image1=r["stitch1"],
                          image2=r["decode_fastvmt"], **stitch)
-    r["create"] = g.add("CreateVideo", images=r["stitch2"], fps=SELFTEST_FPS)
+    r["stitch3"] = g.add("ImageStitch", title="Stitch: ... | released", image1=r["stitch2"],
+                         image2=r["decode_released"], **stitch)
+    r["create"] = g.add("CreateVideo", images=r["stitch3"], fps=SELFTEST_FPS)
     r["save"] = g.add("SaveVideo", size=(420, 330), video=r["create"], filename_prefix="video/fastvmt_selftest",
                       format="auto", codec="auto")
     return r
@@ -91,20 +105,24 @@ def wf_selftest() -> Graph:
     guide = g.note(note("selftest", steps=SELFTEST_SAMPLING["steps"], **SELFTEST_SIZE), size=(420, 640),
                    title="Self-test: what to expect, how to report")
     place(g, SELFTEST_GRID, {
-        "A": [(n["clip"], Row(n["pos"], 60)), models, (n["video"], Row(n["comps"], -200))],
+        "A": [(models, At(0)), (n["clip"], Row(n["released_settings"], 60)), (n["video"], Row(n["comps"], -200))],
         "B": [(n["unet"], At(0)), n["vae"], (n["pos"], Below(n["vae"], 40)), n["neg"], n["latent"],
-              (n["ref_prompt"], Row(n["extract"], 60)), (n["comps"], Below(n["extract"], 0)), n["frames"]],
-        "C": [(n["extract"], Below(n["latent"], 90))],
-        "D": [(r["plain"], At(260)), r["fastvmt"]],
-        "E": [(r["decode_plain"], At(0)), r["decode_fastvmt"]],
+              n["released_settings"], (n["ref_prompt"], Row(n["extract"], 60)),
+              (n["comps"], Below(n["extract_released"], 0)), n["frames"]],
+        "C": [(n["extract"], Below(r["released"], 70)), n["extract_released"]],
+        "D": [(r["plain"], At(330)), r["fastvmt"], r["released"]],
+        "E": [(r["decode_plain"], At(0)), r["decode_fastvmt"], r["decode_released"]],
         "F": [(r["score_plain"], Row(n["frames"], -420)), (r["stitch1"], Row(n["frames"], 100)),
-              r["score_fastvmt"]],
-        "G": [(r["stitch2"], Row(r["decode_fastvmt"])), r["create"], r["save"], guide],
+              r["score_fastvmt"], r["score_released"]],
+        "G": [(r["stitch2"], Row(r["decode_fastvmt"])), r["stitch3"], r["create"], r["save"], guide],
     })
-    g.group("Models, prompts and size", [n["unet"], n["vae"], n["clip"], n["pos"], n["neg"], n["latent"], models],
+    g.group("Models, prompts and size", [n["unet"], n["vae"], n["clip"], n["pos"], n["neg"], n["latent"], models,
+                                         n["released_settings"]],
             MODELS_COLOR)
-    g.group("Plain and FastVMT", [r["plain"], r["fastvmt"], r["decode_plain"], r["decode_fastvmt"]], PROMPTS_COLOR)
-    g.group("Reference motion", [n["video"], n["comps"], n["frames"], n["ref_prompt"], n["extract"]], REFERENCE_COLOR)
-    g.group("Scores and side-by-side video", [r["stitch1"], r["score_plain"], r["score_fastvmt"], r["stitch2"],
-                                              r["create"], r["save"], guide], OUTPUT_COLOR)
+    g.group("Plain, FastVMT and FastVMT (released code)", [r["plain"], r["fastvmt"], r["released"], r["decode_plain"],
+                                                          r["decode_fastvmt"], r["decode_released"]], PROMPTS_COLOR)
+    g.group("Reference motion", [n["video"], n["comps"], n["frames"], n["ref_prompt"], n["extract"],
+                                 n["extract_released"]], REFERENCE_COLOR)
+    g.group("Scores and side-by-side video", [r["stitch1"], r["score_plain"], r["score_fastvmt"], r["score_released"],
+                                              r["stitch2"], r["stitch3"], r["create"], r["save"], guide], OUTPUT_COLOR)
     return g
