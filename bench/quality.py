@@ -450,6 +450,7 @@ def main(argv=None, host=None) -> int:
     p.add_argument("--block", type=int, default=2, help="level 2 motion block")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--strip", help="level 2: write a frame strip PNG of the first seeds here")
+    p.add_argument("--no-sweep", action="store_true", help="level 2: the rows only, no sweep")
     p.add_argument("--flow-definition", choices=["paper", "released"], default="paper",
                    help="level 2: the Step-Skip Settings flow_definition of every guided row (released: no "
                         "'full AMF' row, no sweep)")
@@ -467,7 +468,7 @@ def main(argv=None, host=None) -> int:
         # the released code's example: start from the reference noised to denoise 0.75
         definition = {"flow_definition": args.flow_definition}
         res["level2"] = run_level2(host, seeds, args.quick, block=args.block, denoise=0.75, strip=args.strip,
-                                   sweep=not args.smoke and args.flow_definition == "paper",
+                                   sweep=not (args.smoke or args.no_sweep) and args.flow_definition == "paper",
                                    steps=8 if args.smoke else 20, overrides=definition)
         if not args.smoke:
             res["level2_t2v"] = run_level2(host, seeds, args.quick, block=args.block, denoise=1.0, sweep=False,

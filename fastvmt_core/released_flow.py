@@ -135,14 +135,14 @@ def released_flow(q: torch.Tensor, k: torch.Tensor, *, temporal_span: int = 4, w
     for rows in is_self.nonzero().squeeze(1).split(max(1, (64 * 2**20) // (h * w) ** 2)):
         disp = disp.index_copy(0, rows, _self_pairs(qf, kf, pairs[rows, 0], coords, scale).reshape(-1, h, w, 2))
     win_rows = (~is_self).nonzero().squeeze(1)
-    for chunk in win_rows.split(_pairs_per_chunk(h * w, tile, d)) if win_rows.numel() else ():
+    for chunk in win_rows.split(_pairs_per_chunk(h * w, d)) if win_rows.numel() else ():
         part, slot_keys = _windowed_pairs(qf, kf, pairs[chunk, 0], pairs[chunk, 1], h, w, window, tile, scale)
         disp = disp.index_copy(0, chunk, _tile_major_to_grid(part, h, w, tile))
         keys = keys.index_copy(0, chunk, slot_keys)
     return MotionFlow(pairs, disp, keys, (f, h, w))
 
 
-def _pairs_per_chunk(tokens: int, tile: tuple[int, int], d: int) -> int:
+def _pairs_per_chunk(tokens: int, d: int) -> int:
     """Windowed pairs per chunk: a pair gathers about tokens x window^2 / tile keys (~4 x tokens x D at
     the defaults) and its tile-centre logits; keep a chunk near 64M floats."""
     return max(1, (64 * 2**20) // max(tokens * d * 4, 1))

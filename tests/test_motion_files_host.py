@@ -348,7 +348,7 @@ def _interrupt_mid_guidance(comfy, monkeypatch):
 def _fail_inside_the_loss(comfy, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("injected failure inside the motion loss")
-    monkeypatch.setattr(pack_module("nodes.wan.guided_step").controls_core, "controlled_loss", boom)
+    monkeypatch.setattr(pack_module("nodes.wan.guided_step"), "flow_guidance_loss", boom)
 
 
 @pytest.mark.parametrize("how", [_interrupt_mid_guidance, _fail_inside_the_loss], ids=["interrupt", "loss_error"])
