@@ -78,12 +78,12 @@ def _self_pairs(qf, kf, frames, coords, scale):
     return expected - coords
 
 
-def _windowed_pairs(qf, kf, src, dst, h, w, window, tile, scale):
+def _windowed_pairs(qf, kf, src, dst, coords, h, w, window, tile, scale):
     """Pass 1 (tile centres over the frame) and pass 2 (tile queries in their window) for the
-    pairs src -> dst: displacement [n, S, 2] (tile-major), slot keys [n, T, window^2]."""
+    pairs src -> dst: displacement [n, S, 2] (tile-major), slot keys [n, T, window^2].
+    ``coords`` [S, 2]: each token's (row, col)."""
     th, tw = tile
     ny, nx, half, dev = h // th, w // tw, window // 2, qf.device
-    coords = torch.stack([torch.arange(h * w, device=dev) // w, torch.arange(h * w, device=dev) % w], -1).to(qf.dtype)
     centre_tok = ((torch.arange(ny, device=dev) * th + th // 2)[:, None] * w
                   + (torch.arange(nx, device=dev) * tw + tw // 2)[None, :]).reshape(-1)
     with torch.no_grad():  # the released code's gather indices carry no gradient either
@@ -136,7 +136,8 @@ def released_flow(q: torch.Tensor, k: torch.Tensor, *, temporal_span: int = 4, w
         disp = disp.index_copy(0, rows, _self_pairs(qf, kf, pairs[rows, 0], coords, scale).reshape(-1, h, w, 2))
     win_rows = (~is_self).nonzero().squeeze(1)
     for chunk in win_rows.split(_pairs_per_chunk(h * w, d)) if win_rows.numel() else ():
-        part, slot_keys = _windowed_pairs(qf, kf, pairs[chunk, 0], pairs[chunk, 1], h, w, window, tile, scale)
+        part, slot_keys = _windowed_pairs(qf, kf, pairs[chunk, 0], pairs[chunk, 1], coords, h, w, window, tile,
+                                          scale)
         disp = disp.index_copy(0, chunk, _tile_major_to_grid(part, h, w, tile))
         keys = keys.index_copy(0, chunk, slot_keys)
     return MotionFlow(pairs, disp, keys, (f, h, w))
