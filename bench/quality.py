@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from bench import shapes
+from bench.textures import LEVEL1_MOTIONS, known_motion_latent  # noqa: F401  (level 1's references)
 from bench.sampling import settings_inputs
 from bench.amf import machine_line, write_json
 from bench.motion_estimate import block_motion, displacement_agreement
@@ -102,41 +103,6 @@ def _motion_node(ref: str, frames: int, lat_h: int, lat_w: int, block: int, span
 
 
 # --------------------------------------------------------------------------- level 1
-
-LEVEL1_MOTIONS = ("translation", "zoom", "apart")
-
-
-def known_motion_latent(kind: str, frames: int, h: int, w: int, seed: int) -> torch.Tensor:
-    """Model-space latent ``[1, 16, F, H, W]``: a smooth random texture (unit variance)
-    moving by a known rule. translation: (+2, +1) px per frame; zoom: x1.15 per frame about
-    the centre; apart: the left half moves left, the right half right, 2 px per frame.
-    (One latent frame step is four video frames, and a token is 2x2 latent pixels.)"""
-    g = torch.Generator().manual_seed(seed)
-    base = torch.randn(1, 16, h // 2 + 12, w // 2 + 12, generator=g)
-    base = torch.nn.functional.interpolate(base, scale_factor=4, mode="bicubic", align_corners=False)
-    base = (base - base.mean()) / base.std()
-    bh, bw = base.shape[-2:]
-    ys = torch.arange(h, dtype=torch.float32)[:, None].expand(h, w) + 0.5
-    xs = torch.arange(w, dtype=torch.float32)[None, :].expand(h, w) + 0.5
-    cy, cx = h / 2, w / 2
-    out = []
-    for t in range(frames):  # a handful of frames, each warped as a whole
-        if kind == "translation":
-            sx, sy = xs - 2.0 * t, ys - 1.0 * t
-        elif kind == "zoom":
-            z = 1.15 ** t
-            sx, sy = cx + (xs - cx) / z, cy + (ys - cy) / z
-        elif kind == "apart":
-            sx, sy = torch.where(xs < cx, xs + 2.0 * t, xs - 2.0 * t), ys
-        else:
-            raise ValueError(f"unknown motion {kind!r}; use one of {LEVEL1_MOTIONS}")
-        # sample the texture's centre region at (sx, sy)
-        gx = (sx + (bw - w) / 2) / bw * 2 - 1
-        gy = (sy + (bh - h) / 2) / bh * 2 - 1
-        grid = torch.stack([gx, gy], -1)[None]
-        out.append(torch.nn.functional.grid_sample(base, grid, mode="bilinear", align_corners=False)[0])
-    return torch.stack(out, 1)[None]
-
 
 def level1_graph(model: str, ref: str, start: str, *, frames: int, lat_h: int, lat_w: int, seed: int,
                  overrides: dict, steps: int = 20, first_step: int = 10, guided_steps: int = 4, block: int = 1,
@@ -435,7 +401,11 @@ def main(argv=None, host=None) -> int:
     # level 3 (bench.quality_v3) has its own options
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--level")
+    pre.add_argument("--check-model")
     known, rest = pre.parse_known_args(argv)
+    if known.check_model is not None:
+        from bench import check_model
+        return check_model.main(["--check-model", known.check_model] + rest, host=host)
     if known.level == "3":
         from bench import quality_v3
         return quality_v3.main(rest, host=host)

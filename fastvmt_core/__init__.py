@@ -10,7 +10,9 @@ from .losses import amf_loss, window_loss, total_loss, offset_weights
 from .optimize import optimize_latent, OptimizeStats, linear_lr, released_lr
 from .released_flow import released_flow, released_head_mean, check_released_grid
 from .guidance import motion_flow, flow_guidance_loss, guidance_loss, head_mean, latent_optimizer_options
-from .schedule import guided_end_percent, guided_prefix, reference_sigma, uniform_percents
+from .schedule import (guided_end_percent, guided_prefix, reference_sigma, uniform_percents, reference_carries_motion,
+                       PURE_NOISE_SIGMA)
+from .reference_noise import reference_noise
 from .settings import (FastVMTSettings, MODES, REFERENCE_NOISE_MODES, KEEP_ACTIVATIONS_MODES, STEP_SKIP_FIELDS,
                        EXTRACTION_FIELDS, TRANSFER_MODES, FLOW_DEFINITIONS, MAX_MOTION_STRENGTH)
 from .camera_motion import CameraFit, fit_camera, decompose, affine_field
@@ -25,7 +27,8 @@ __all__ = [
     "optimize_latent", "OptimizeStats", "linear_lr", "released_lr",
     "released_flow", "released_head_mean", "check_released_grid",
     "motion_flow", "flow_guidance_loss", "guidance_loss", "head_mean", "latent_optimizer_options",
-    "guided_end_percent", "guided_prefix", "reference_sigma", "uniform_percents",
+    "guided_end_percent", "guided_prefix", "reference_sigma", "uniform_percents", "reference_noise",
+    "reference_carries_motion", "PURE_NOISE_SIGMA",
     "FastVMTSettings", "MODES", "REFERENCE_NOISE_MODES", "KEEP_ACTIVATIONS_MODES", "STEP_SKIP_FIELDS",
     "EXTRACTION_FIELDS", "TRANSFER_MODES", "FLOW_DEFINITIONS", "MAX_MOTION_STRENGTH", "CameraFit", "fit_camera", "decompose",
     "affine_field", "MotionControls", "MotionTargets", "build_controls", "motion_targets", "controlled_loss",

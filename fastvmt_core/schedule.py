@@ -56,11 +56,20 @@ def uniform_percents(num_steps: int) -> list[float]:
     return [i / num_steps for i in range(num_steps + 1)] if num_steps else [0.0]
 
 
-def reference_sigma(sigma: float, cap: float) -> float:
-    """Noise level the reference is re-noised to at a guided step of noise level ``sigma``.
+# Re-noised to this sigma or above, the reference is pure noise to 0.1%: no motion to read.
+PURE_NOISE_SIGMA = 0.999
 
-    Capped so the reference is never (near) pure noise: a 4-step distilled schedule
-    guides at sigma 1.0, where a re-noised reference would carry no motion at all.
-    README "Few-step schedules" has the measurement behind the default cap.
+
+def reference_sigma(sigma: float, cap: float) -> float:
+    """Noise level the reference is re-noised to at a guided step of noise level ``sigma``:
+    min(sigma, cap). The default cap 1.0 reads it at the generation's own noise level, so
+    both flows carry the same noise-level bias (README "Reference noise level"); a lower cap
+    gives few-step schedules that start at sigma 1.0 a reference that still shows motion.
     """
     return min(float(sigma), float(cap))
+
+
+def reference_carries_motion(reference_sigma: float) -> bool:
+    """False where the re-noised reference is pure noise (sigma >= PURE_NOISE_SIGMA): a guided
+    step there matches the generation's attention to noise, not to the reference's motion."""
+    return float(reference_sigma) < PURE_NOISE_SIGMA

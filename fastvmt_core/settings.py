@@ -44,7 +44,8 @@ class FastVMTSettings:
     guided_fraction: float = 0.2    # guided share of the denoising process (schedule.py), from its start
     reference_noise: str = "renoise"  # renoise: reference re-noised per guided step (released code); clean: once
     reference_seed: int = 0           # seed of the fixed reference noise
-    reference_sigma_cap: float = 0.8  # the reference is re-noised to at most this sigma (few-step schedules)
+    reference_sigma_cap: float = 1.0  # the reference is re-noised to min(step sigma, cap): 1.0 reads it at the
+                                      # generation's own noise level (README "Reference noise level")
     exit_block: int = -1              # -1: stop inside the motion block (early exit); N: run blocks up to N
                                       # (the released code truncates after 20); N past the last block: whole DiT
     keep_activations: str = "auto"    # gradient passes keep every block's activations instead of recomputing

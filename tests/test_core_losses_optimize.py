@@ -215,6 +215,7 @@ def test_guided_range_of_a_partial_denoise_is_a_share_of_what_remains():
 
 
 def test_reference_sigma_is_capped():
+    assert FastVMTSettings().reference_sigma_cap == 1.0      # default: the generation's own sigma
     assert reference_sigma(1.0, 0.9) == 0.9
     assert reference_sigma(0.5, 0.9) == 0.5
     assert reference_sigma(1.0, 1.0) == 1.0
@@ -262,3 +263,19 @@ def test_settings_round_trip_and_unknown_keys():
     with pytest.raises(ValueError, match=r"exit_block must be -1 \(early exit\) or at least motion_block \(14\)"):
         FastVMTSettings(exit_block=5).check_exit_block()
     FastVMTSettings(exit_block=5, motion_block=3).check_exit_block()
+
+
+def test_reference_noise_never_equals_the_noise_it_must_avoid():
+    from fastvmt_core import reference_noise
+    shape = (1, 4, 3, 4, 4)
+    first = reference_noise(shape, 5)
+    assert torch.equal(first, reference_noise(shape, 5))                      # fixed by its seed
+    assert not torch.equal(reference_noise(shape, 5, avoid=first), first)
+    batch = torch.cat([torch.randn(shape), first])                             # one entry of a batch
+    assert not torch.equal(reference_noise(shape, 5, avoid=batch), first)
+
+
+def test_reference_is_pure_noise_at_sigma_one_only():
+    from fastvmt_core import reference_carries_motion
+    assert not reference_carries_motion(1.0) and not reference_carries_motion(0.9995)
+    assert reference_carries_motion(0.989) and reference_carries_motion(0.0)

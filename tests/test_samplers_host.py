@@ -134,20 +134,26 @@ def test_two_experts_guide_the_first_fifth_of_the_whole_schedule(run_graph, comf
     assert report(r)["n_guided"] == 2  # the Guidance Sampler over all 10 steps guides the same 2
 
 
-def test_four_step_distilled_run_never_reads_a_pure_noise_reference(run_graph, tiny_wan, fastvmt_pack):
-    """lightx2v-style: shift 5, 4 steps, cfg 1. The one guided step is at sigma 1.0."""
+def test_four_step_distilled_run_says_its_pure_noise_reference_carries_no_motion(run_graph, tiny_wan, fastvmt_pack):
+    """lightx2v-style: shift 5, 4 steps, cfg 1. The one guided step is at sigma 1.0, where the
+    reference read at the generation's own sigma (the default) is pure noise: the summary says
+    so. A cap below 1 gives that step a reference that still shows motion, and no note."""
     g = base_builder(tiny_wan, steps=4, settings={"inner_steps": 4})
     shifted = g.node("ModelSamplingSD3", "shifted", model=g.lookup_node("model").out(0), shift=5.0)
     g.lookup_node("sample").set_input("model", shifted.out(0))
     r = run_graph(g.finalize()).raise_for_error()
-    (step,) = report(r)["steps"]
+    rep = report(r)
+    (step,) = rep["steps"]
     assert step["sigma"] == pytest.approx(1.0, abs=1e-3)
-    cap = FastVMTSettings().reference_sigma_cap
-    assert cap < 1.0 and step["reference_sigma"] == pytest.approx(cap)  # the default cap
+    assert FastVMTSettings().reference_sigma_cap == 1.0 and step["reference_sigma"] == pytest.approx(step["sigma"])
+    assert rep["pure_noise_reference_steps"] == [0]
+    assert "none of the guided steps could carry the reference's motion" in r.ui_output("sample")["text"][0]
+    g.lookup_node("settings").set_input("reference_sigma_cap", 0.8)
+    r = run_graph(g.finalize()).raise_for_error()
+    (step,) = report(r)["steps"]
+    assert step["reference_sigma"] == pytest.approx(0.8)
+    assert report(r)["pure_noise_reference_steps"] == [] and "NOTE" not in r.ui_output("sample")["text"][0]
     assert step["losses"][-1] < step["losses"][0]
-    g.lookup_node("settings").set_input("reference_sigma_cap", 1.0)  # cap off: the old behaviour
-    (step,) = report(run_graph(g.finalize()).raise_for_error())["steps"]
-    assert step["reference_sigma"] == pytest.approx(1.0, abs=1e-3)
 
 
 def test_a_run_with_no_step_in_the_guided_range_says_so(run_graph, tiny_wan, fastvmt_pack):
@@ -204,3 +210,16 @@ def test_step_caches_keep_working_and_guidance_leaves_their_state_alone(run_grap
     assert report(r)["n_guided"] == 5
     assert not torch.equal(samples(r, "plain_cached"), samples(r, "plain"))  # the cache skipped steps
     assert torch.equal(samples(r), samples(r, "plain_cached"))
+
+
+def test_reference_noise_of_the_generation_seed_is_not_the_generation_noise(comfy, fastvmt_pack):
+    """ComfyUI draws a run's noise from its seed; the reference's noise drawn from the same
+    number must not repeat it (level 3's seed 0 once compared two latents sharing every entry)."""
+    import comfy.sample
+    from fastvmt_core import reference_noise
+    latent = torch.zeros(1, 16, 3, 8, 12)
+    for seed in (0, 7):
+        gen = comfy.sample.prepare_noise(latent, seed)
+        ref = reference_noise(latent.shape, seed, avoid=gen)
+        corr = float((gen * ref).mean() / (gen.std() * ref.std()))
+        assert not torch.equal(gen, ref) and abs(corr) < 0.1, (seed, corr)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from fastvmt_core import FastVMTSettings, motion_flow, reference_sigma
+from fastvmt_core import FastVMTSettings, motion_flow, reference_noise, reference_sigma
 from fastvmt_core import motion_controls as controls_core
 from ..motion import MotionReference
 from .geometry import WanGeometry
@@ -31,8 +31,7 @@ def prepare_reference(guider, motion: MotionReference, geometry: WanGeometry, se
     base_model = guider.inner_model
     device = noise.device
     latent = base_model.process_latent_in(motion.latent.to(device=device, dtype=torch.float32))
-    gen = torch.Generator(device="cpu").manual_seed(settings.reference_seed)
-    ref_noise = torch.randn(latent.shape, generator=gen, dtype=torch.float32).to(device)
+    ref_noise = reference_noise(latent.shape, settings.reference_seed, avoid=noise).to(device)
     conds, held = reference_conditioning(guider, motion, geometry, noise, latent, ref_noise, latent_image,
                                          denoise_mask, extra_args.get("seed"))
     qk_pass = QKPass(base_model, conds, extra_args["model_options"], settings.motion_block, settings.exit_block,
