@@ -63,10 +63,11 @@ class StepSkipSettings(io.ComfyNode):
                              tooltip="Seed of the fixed noise used to re-noise the reference."),
                 io.Float.Input("reference_sigma_cap", default=d.reference_sigma_cap, min=0.0, max=1.0, step=0.01,
                                optional=True,
-                               tooltip="The reference is re-noised to the guided step's sigma, but never above this "
-                                       "cap, so few-step schedules (4-step distilled LoRAs start at sigma 1.0) "
-                                       "compare against a reference that still carries its motion. Default 0.8 "
-                                       "(README 'Few-step schedules'); 1.0 turns the cap off."),
+                               tooltip="The reference is re-noised to min(guided step's sigma, this cap). 1.0 "
+                                       "(default) reads it at the generation's own noise level, so both flows carry "
+                                       "the same noise-level bias. At sigma 1.0 (a 4-step distilled schedule's one "
+                                       "guided step) that reference is pure noise and the run summary says so; a "
+                                       "cap below 1, e.g. 0.8, gives it a reference that still shows motion."),
                 io.Int.Input("exit_block", default=d.exit_block, min=-1, max=999, optional=True,
                              tooltip="Advanced, for benchmarks. -1 (default): guidance passes stop inside the "
                                      "motion block once its queries/keys exist (fastest). N: run blocks up to N "
