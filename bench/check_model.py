@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 
 from bench import check_model_refs as refs
+from bench import shapes_v2
 from bench.amf import machine_line, write_json
 from fastvmt_core import FastVMTSettings, motion_flow
 
@@ -92,12 +93,12 @@ def load_wan(path: Path):
     return patcher
 
 
-def shapes_kind(path: Path) -> str | None:
-    """"v1" / "v2" for the shapes models of ``bench.train_shapes`` (their metadata), else None."""
+def shapes_settings(path: Path) -> dict | None:
+    """The training settings of a shapes model of ``bench.train_shapes`` (its metadata), else None."""
     from safetensors import safe_open
     with safe_open(str(path), "pt") as f:
         meta = (f.metadata() or {}).get("fastvmt_shapes")
-    return json.loads(meta)["settings"].get("data", "v1") if meta else None
+    return json.loads(meta)["settings"] if meta else None
 
 
 # --------------------------------------------------------------------------- sigmas
@@ -252,9 +253,11 @@ def video_reference(patcher, opts: CheckOptions) -> refs.Reference:
 def references(patcher, opts: CheckOptions) -> list:
     if opts.clip is not None:
         return [video_reference(patcher, opts)]
-    kind = shapes_kind(opts.model)
-    if kind == "v2":
-        return [refs.shapes_v2_reference(s, opts.span) for s in range(opts.seeds)]
+    trained = shapes_settings(opts.model) or {}
+    kind = trained.get("data", "v1") if trained else None
+    if kind == "v2":   # the level-3 references: the camera always moves, as far as the model was trained to
+        spec = shapes_v2.ClipSpecV2(camera_p=1.0, pan=trained.get("pan", shapes_v2.ClipSpecV2.pan))
+        return [refs.shapes_v2_reference(s, opts.span, spec) for s in range(opts.seeds)]
     if kind == "v1":
         return [refs.shapes_v1_reference(s, opts.span) for s in range(opts.seeds)]
     channels = patcher.model.latent_format.latent_channels
@@ -413,3 +416,7 @@ def main(argv=None, host=None) -> int:
     if json_path:
         write_json(json_path, res)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

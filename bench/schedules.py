@@ -12,7 +12,7 @@ reference: the agreement (cosine of the flattened displacement fields, less the 
 pure noise that every input shares) of the motion flow read from the reference
 re-noised to sigma with the flow read from the clean reference, on (a) level-1 known-motion latents with the tied-q/k random model and (b)
 the shapes model of bench/models with shape clips. It is what the default
-``reference_sigma_cap`` is chosen from (README "Few-step schedules").
+the old default ``reference_sigma_cap`` 0.8 was chosen from (docs/reference_noise.md).
 """
 
 from __future__ import annotations

@@ -73,6 +73,8 @@ class TrainSettings:
     save_dtype: str = "fp32"      # weights dtype of the written checkpoint: fp32, fp16 or bf16
     precision: str = "fp32"       # "bf16": bf16 autocast for the forward pass (CPU with AVX512-BF16 or CUDA)
     init: str = ""                # warm start: a checkpoint of the same architecture (repo-relative or absolute)
+    pan: float = 8.0              # v2 data: largest camera shift over a clip, latent pixels
+    camera_p: float = 0.8         # v2 data: share of clips whose camera moves
 
 
 # Named settings; explicit command-line values override them. "v1" is the committed model.
@@ -86,6 +88,11 @@ PRESETS = {
                warmup=100, save_dtype="fp16", precision="bf16", threads=2,
                init="bench/models/tiny_wan_shapes.safetensors"),
     # ~10 M parameters (~20 MB in fp16); sized for about 5 minutes of one H100/H200 (bf16 autocast).
+    # v2 warm-started, on clips whose camera always moves and pans up to 24 latent pixels (about
+    # one token per latent frame, where a token flow can resolve it; v2 pans at most 8 px, 0.2 tokens).
+    "v2-pan": dict(data="v2", frames=12, size=32, dim=128, ffn_dim=512, num_layers=6, batch=2, steps=3000, lr=2e-4,
+                   warmup=50, save_dtype="fp16", precision="bf16", threads=2, pan=24.0, camera_p=1.0,
+                   init="bench/models/tiny_wan_shapes_v2.safetensors"),
     "v2-gpu": dict(data="v2", frames=12, size=32, dim=256, ffn_dim=1024, num_layers=8, batch=32, steps=3000,
                    lr=5e-4, warmup=200, save_dtype="fp16", device="cuda", threads=8, precision="bf16"),
 }
@@ -132,7 +139,8 @@ def sample_sigmas(gen, n: int, shift: float) -> torch.Tensor:
 
 def batch(gen, s: TrainSettings, contexts: torch.Tensor):
     if s.data == "v2":
-        clips = shapes_v2.sample(gen, s.batch, shapes_v2.ClipSpecV2(frames=s.frames, size=s.size), device=s.device)
+        spec = shapes_v2.ClipSpecV2(frames=s.frames, size=s.size, pan=s.pan, camera_p=s.camera_p)
+        clips = shapes_v2.sample(gen, s.batch, spec, device=s.device)
         x0, cls = clips.latent, clips.classes.cpu()
     else:
         spec = shapes.ClipSpec(frames=s.frames, size=s.size)

@@ -87,6 +87,20 @@ def test_quality_command_runs(tmp_path, comfy):
     assert img is not None and img.shape[0] > 3 * 64, "the frame strip should hold the reference and two clips"
 
 
+def test_reference_sigma_command_pairs_every_option_with_no_transfer(comfy, fastvmt_pack, tmp_path, capsys):
+    """`python -m bench.reference_sigma` at its smallest: one seed, two steps, two options."""
+    from bench import reference_sigma
+    out = tmp_path / "rs.json"
+    assert reference_sigma.main(["--level", "2", "--steps", "2", "--seeds", "1", "--starts", "t2v",
+                                 "--options", "same,cap0.8", "--json", str(out)], host=comfy) == 0
+    res = json.loads(out.read_text())
+    assert [r["option"] for r in res["summary"]] == ["no transfer", "same", "cap0.8"]
+    assert all(r["vs_no_transfer"]["n"] == 1 for r in res["summary"])
+    assert "| 2 | t2v | 2 | cap0.8 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="use same, clean or capX"):
+        reference_sigma.main(["--options", "cap2"], host=comfy)
+
+
 def test_demo_command_writes_the_clips_and_transfers_the_motion(comfy, fastvmt_pack, tmp_path, capsys):
     """`python -m bench.demo`, the install check of the README: the motion-transfer graph in
     real ComfyUI on the shipped shapes model; an animated GIF (three panels, every latent

@@ -31,7 +31,11 @@ COVERED_BY = {
     "python -m bench.amf": "tests/test_core_standalone.py::test_amf_benchmark_command_runs",
     "python -m bench.sampling": "tests/test_bench_sampling.py",
     "python -m bench.schedules": "tests/test_bench_sampling.py::test_schedules_benchmark_smoke",
+    "python -m bench.quality --check-model":
+        "tests/test_check_model_host.py::test_check_finds_motion_only_in_the_block_whose_attention_matches_tokens",
     "python -m bench.quality": "tests/test_quality_host.py::test_quality_command_runs",
+    "python -m bench.reference_sigma":
+        "tests/test_quality_host.py::test_reference_sigma_command_pairs_every_option_with_no_transfer",
     "python -m bench.train_shapes": "tests/test_quality_host.py::test_training_command_runs",
     "python -m bench.i2v": "tests/test_i2v_bench_host.py::test_i2v_command_runs",
     "python -m bench.controls": "tests/test_bench_controls_host.py::test_controls_command_runs",
