@@ -21,6 +21,7 @@ import argparse
 import sys
 import tempfile
 import time
+from dataclasses import replace
 
 from bench import quality as q
 from bench import quality_v3 as v3
@@ -65,7 +66,7 @@ def level2_cases(host, seeds):
 def level3_cases(host, seeds):
     opts = v3.Level3Options(seeds=tuple(seeds))
     model = q.install_shapes_model(host, opts.model)
-    opts = v3.replace(opts, block=v3.model_blocks(opts.model) // 2)
+    opts = replace(opts, block=v3.model_blocks(opts.model) // 2)
     cases = []
     for seed in seeds:
         ref = v3.reference(seed, opts.spec)
@@ -73,7 +74,7 @@ def level3_cases(host, seeds):
 
     def run(case, start, steps, overrides):
         seed, ref, name = case
-        gen = v3.generate(host, model, ref, name, start, seed, v3.replace(opts, steps=steps), overrides)
+        gen = v3.generate(host, model, ref, name, start, seed, replace(opts, steps=steps), overrides)
         return v3.score(ref, gen, opts.frame_scale)
     return cases, run
 

@@ -273,6 +273,7 @@ def test_reference_noise_never_equals_the_noise_it_must_avoid():
     assert not torch.equal(reference_noise(shape, 5, avoid=first), first)
     batch = torch.cat([torch.randn(shape), first])                             # one entry of a batch
     assert not torch.equal(reference_noise(shape, 5, avoid=batch), first)
+    assert torch.equal(reference_noise(shape, 5, avoid=torch.randn(shape)), first)   # nothing shared: as drawn
 
 
 def test_reference_is_pure_noise_at_sigma_one_only():
