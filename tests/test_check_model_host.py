@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.test_bench_check_model import texture_clip
+from tests.helpers.clips import texture_clip
 
 pytestmark = pytest.mark.host
 
