@@ -1,4 +1,4 @@
-"""Install check: motion transfer in real ComfyUI, without downloads, in about a minute.
+"""Install check: motion transfer in real ComfyUI, without downloads, in well under a minute on a CPU.
 
     python -m bench.demo [--out fastvmt_demo] [--seed 2]
 
@@ -8,7 +8,8 @@ and runs the motion-transfer graph (Load Latent -> Extract Motion -> FastVMT Gui
 Sampler) on the tiny shapes model shipped in ``bench/models`` with a generated reference:
 one shape moving on a path, and a prompt for another shape. It writes
 
-* ``demo.gif``: reference | no transfer | FastVMT, side by side, animated;
+* ``demo.gif``: reference | no transfer | FastVMT, side by side, animated, each generated
+  panel labelled with its motion-fidelity score;
 * ``strip.png``: the same clips as frame strips, with their motion-fidelity scores;
 
 and prints the scores. The toy model works on 16 x 16 latents straight from a fixed codec
@@ -28,25 +29,31 @@ import numpy as np
 
 from bench import shapes
 
-PANEL = 128  # pixels per panel side in the GIF
+PANEL = 128    # pixels per panel side in the GIF
+LABEL_H = 32   # two lines of text above each panel: what it shows, its motion-fidelity score
+GAP = 4        # light columns between panels (half of it at the outer edges): dark clips stay apart
+GAP_GREY = 200
 
 
 def _panel(frame, label: str) -> np.ndarray:
     import cv2
     img = cv2.resize((frame.numpy().clip(0, 1) * 255).astype(np.uint8), (PANEL, PANEL),
                      interpolation=cv2.INTER_NEAREST)
-    out = np.zeros((PANEL + 20, PANEL), np.uint8)
-    out[20:] = img
-    cv2.putText(out, label, (3, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 255, 1, cv2.LINE_AA)
+    out = np.zeros((LABEL_H + PANEL, PANEL), np.uint8)
+    out[LABEL_H:] = img
+    for i, line in enumerate(label.split("\n")[:2]):
+        cv2.putText(out, line, (3, 13 + 14 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 255, 1, cv2.LINE_AA)
     return out
 
 
 def write_gif(path: Path, clips: list, ms_per_frame: int = 180) -> Path:
-    """``clips``: (label, intensity [F, H, W]) pairs, shown side by side and looped."""
+    """``clips``: (label, intensity [F, H, W]) pairs, shown side by side and looped; a label's
+    second line (after a newline) is written under its first."""
     from PIL import Image
     frames = []
     for t in range(clips[0][1].shape[0]):
-        row = np.concatenate([np.pad(_panel(c[t], label), ((0, 0), (0, 4))) for label, c in clips], axis=1)
+        row = np.concatenate([np.pad(_panel(c[t], label), ((0, 0), (GAP // 2, GAP - GAP // 2)),
+                                     constant_values=GAP_GREY) for label, c in clips], axis=1)
         frames.append(Image.fromarray(row))
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=ms_per_frame, loop=0)
     return path
@@ -67,10 +74,10 @@ def run(host, out_dir: Path, seed: int = 2, steps: int = 20) -> dict:
         scores[name] = quality.score_clip(ref, gen)
         clips.append((f"{name}: {b}", gen))
     out_dir.mkdir(parents=True, exist_ok=True)
-    gif = write_gif(out_dir / "demo.gif", clips)
-    strip = quality.write_strip(out_dir / "strip.png", [[
-        (label if i == 0 else f"{label}\nfidelity {scores[label.split(':')[0]]['fidelity_local']:.2f}", clip)
-        for i, (label, clip) in enumerate(clips)]])
+    labelled = [(label if i == 0 else f"{label}\nfidelity {scores[label.split(':')[0]]['fidelity_local']:.2f}", clip)
+                for i, (label, clip) in enumerate(clips)]
+    gif = write_gif(out_dir / "demo.gif", labelled)
+    strip = quality.write_strip(out_dir / "strip.png", [labelled])
     return {"reference": a, "prompt": b, "scores": scores, "gif": gif, "strip": strip}
 
 

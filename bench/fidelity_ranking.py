@@ -29,7 +29,7 @@ from bench.amf import machine_line, write_json
 from fastvmt_core.fidelity import PAPER_FORM, motion_fidelity
 
 ORDER = ("identical", "slowed", "still", "reversed")
-FORMS = {"default": {}, "paper": PAPER_FORM}  # the node's default; the paper's form (README "Differences")
+FORMS = {"default": {}, "paper": PAPER_FORM}  # the node's default; the paper's form (docs/motion_fidelity.md)
 
 
 def read_frames(path: str, count: int) -> np.ndarray:

@@ -23,7 +23,7 @@ skipped with a line saying so. The JSON and the log are rewritten after every
 measurement. ``--toy`` shrinks the models and the latent so the whole command runs in
 one to two minutes on a 2-core CPU (the test suite runs it; with a GPU it rehearses the GPU
 path). Without ``--toy`` it needs a CUDA device. On a GPU machine without ComfyUI,
-stage what it needs with ``bench/gpu_stage.sh`` (see README "On a GPU").
+stage what it needs with ``bench/gpu_stage.sh`` (see docs/benchmarks.md, "On a GPU").
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Guidance memory: the estimator (fastvmt_core/memory.py) against peaks measured in real ComfyUI.
 
     python -m bench.memory [--quick] [--json bench_out/memory.json]
-    python -m bench.memory --published     # the README table for the published Wan models
+    python -m bench.memory --published     # the docs/memory.md table for the published Wan models
 
 Boots ComfyUI in-process (found like the tests), writes tiny random-weight Wan models of
 several geometries, and runs one guided step with one inner step (one gradient pass) through the real executor, with

@@ -7,7 +7,7 @@ The model is the tiny Wan trained by ``python -m bench.train_shapes --preset v2`
 ``v2-gpu``) on ``bench.shapes_v2`` clips: one or two shapes on their own paths over a
 textured background that the camera pans, zooms and turns (latent 16 x 12 x 32 x 32).
 Every graph runs in ComfyUI's real executor: LoadLatent (the reference), Extract Motion,
-Step-Skip Settings, Guidance Sampler (``bench.quality.level2_graph``).
+Step-Skip Settings, Guidance Sampler (``bench.quality_common.level2_graph``).
 
 Per seed: a reference clip of class A with a moving camera, and the prompt class B != A.
 Two starts: "t2v", text-to-video from an empty latent (denoise 1), and "v2v", from the
@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 
 from bench import known_motion, shapes, shapes_v2
-from bench import quality as q
+from bench import quality_common as q
 from bench.amf import machine_line, write_json
 from fastvmt_core import FastVMTSettings
 from fastvmt_core.fidelity import PAPER_FORM, motion_fidelity_report

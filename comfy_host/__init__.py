@@ -12,7 +12,8 @@ so ComfyUI's own loaders (``UNETLoader``, ``VAELoader``, ``comfy.sd.*``) detect 
 One module per job:
     locate        finding ComfyUI / ComfyUI-GGUF, versions, the cache directory, import set-up
     graphs        GraphResult, validation, running a graph on the executor
-    host          ComfyHost, bootstrap (built-in, stand-in and FastVMT nodes), progress hook
+    host          ComfyHost, bootstrap (built-in, stand-in and FastVMT nodes), progress hook,
+                  run_graph / validate_graph on the process-wide host
     server        ComfyUI's main.py as a separate process (runner, browser, thumbnails)
     tiny_models   tiny random Wan / LTX-Video / Wan VAE checkpoints
     stand_in_nodes  test-only ComfyUI nodes (text-encoder stand-in, latents, inspect, ...),
@@ -53,15 +54,13 @@ from __future__ import annotations
 import sys
 
 from ._runtime import log, take_messages
-from .graphs import (CLIENT_ID, GraphResult, GraphValidationError, ValidationResult, run_graph,
-                     validate_graph)
-from .host import ComfyHost, PackLoadError, bootstrap, get_host, pack_module
+from .graphs import CLIENT_ID, GraphResult, GraphValidationError, ValidationResult
+from .host import ComfyHost, PackLoadError, bootstrap, get_host, pack_module, run_graph, validate_graph
 from .locate import (GGUF_PACK_NAME, REPO_ROOT, TEST_NODES_DIR, ComfyUINotFound, cache_dir, comfyui_version,
                      find_comfyui, find_gguf_pack, prepare_comfy_imports)
 from .server import PACK_DIR_NAME, Server, free_port, start_server, stop_server
-from .tiny_models import (WAN21_VAE_CONFIG, WAN22_VAE_CONFIG, WEIGHTS_VERSION, cached_tiny_wan_vae, make_tiny_ltxv,
-                          make_tiny_wan, make_tiny_wan_vae, tiny_wan_state_dict)
-from .tiny_models import _init_tensor  # noqa: F401  (the weight initialisation tests compare against)
+from .tiny_models import (WAN21_VAE_CONFIG, WAN22_VAE_CONFIG, WEIGHTS_VERSION, cached_tiny_wan_vae, init_tensor,
+                          make_tiny_ltxv, make_tiny_wan, make_tiny_wan_vae, tiny_wan_state_dict)
 
 __all__ = [
     # locate
@@ -76,6 +75,7 @@ __all__ = [
     # tiny models
     "WEIGHTS_VERSION", "WAN21_VAE_CONFIG", "WAN22_VAE_CONFIG", "make_tiny_wan", "make_tiny_ltxv",
     "make_tiny_wan_vae", "cached_tiny_wan_vae", "tiny_wan_state_dict",
+    "init_tensor",   # the weight initialisation, which tests compare against
 ]
 
 # Imported a second time under another name (e.g. ``<repo>.comfy_host`` when pytest treats

@@ -288,14 +288,3 @@ def execute_graph(host, graph: dict, *, outputs: Optional[Iterable] = None, prom
             res.raise_for_error()
         return res
 
-
-def run_graph(graph: dict, *, prompt_id: Optional[str] = None, **kw) -> GraphResult:
-    """``ComfyHost.run_graph`` on the process-wide host (bootstrapped on demand
-    with a temporary base directory)."""
-    from .host import bootstrap
-    return bootstrap().run_graph(graph, prompt_id=prompt_id, **kw)
-
-
-def validate_graph(graph: dict, **kw) -> ValidationResult:
-    from .host import bootstrap
-    return bootstrap().validate_graph(graph, **kw)

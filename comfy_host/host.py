@@ -386,3 +386,15 @@ def bootstrap(base_dir: Optional[os.PathLike] = None, *, comfyui_path: Optional[
         host.timings["bootstrap"] = time.perf_counter() - t_start
         STATE.host = host
         return host
+
+
+# The process-wide host's shortcuts live here, next to bootstrap: graphs.py (which host.py
+# imports) cannot reach bootstrap without an import cycle.
+def run_graph(graph: dict, *, prompt_id: Optional[str] = None, **kw) -> GraphResult:
+    """``ComfyHost.run_graph`` on the process-wide host (bootstrapped on demand
+    with a temporary base directory)."""
+    return bootstrap().run_graph(graph, prompt_id=prompt_id, **kw)
+
+
+def validate_graph(graph: dict, **kw) -> ValidationResult:
+    return bootstrap().validate_graph(graph, **kw)

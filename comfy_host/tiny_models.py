@@ -28,7 +28,7 @@ def _tensor_seed(seed: int, name: str) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32(name.encode("utf-8"))) & 0x7FFF_FFFF_FFFF_FFFF
 
 
-def _init_tensor(name: str, shape, seed: int):
+def init_tensor(name: str, shape, seed: int):
     """Seeded, name-keyed initialisation (independent of key order):
     weights ~ N(0, 1/fan_in), small biases, unit norm scales, small modulation."""
     import torch
@@ -52,7 +52,7 @@ def _init_tensor(name: str, shape, seed: int):
 
 
 def _random_state_dict(shapes: dict, seed: int, dtype) -> dict:
-    return {k: _init_tensor(k, s, seed).to(dtype).contiguous() for k, s in shapes.items()}
+    return {k: init_tensor(k, s, seed).to(dtype).contiguous() for k, s in shapes.items()}
 
 
 def _write_safetensors(sd: dict, path, meta: dict, mode: Optional[int] = None) -> Path:

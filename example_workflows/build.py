@@ -55,7 +55,7 @@ API_DIR = HERE / "api"
 if str(HERE) not in sys.path:   # the builder package next to this script (also when loaded by path)
     sys.path.insert(0, str(HERE))
 
-from builder.assets import MODEL_FILES, REFERENCE_VIDEO, SELFTEST_VIDEO, START_IMAGE  # noqa: E402
+from builder.assets import MODEL_FILES, REFERENCE_VIDEO, SAVED_MOTION, SELFTEST_VIDEO, START_IMAGE  # noqa: E402
 from builder.families import WORKFLOWS  # noqa: E402
 from builder.geometry import check_layout, link_crossings, link_geometry, overlaps, slot_positions  # noqa: E402
 from builder.graph import PORTRAIT, SUMMARY_NODES, VIDEO_W, Graph  # noqa: E402
@@ -64,10 +64,10 @@ from builder.schema import (NODE_TYPES, SCHEMA_FILE, SPECS, Input, Spec, check_s
 from builder.writers import dumps, thumbnail_key, to_api, to_ui  # noqa: E402
 from builder.families.t2v import wf_guidance_sampler  # noqa: E402  (the tests build one workflow)
 
-__all__ = ["MODEL_FILES", "REFERENCE_VIDEO", "SELFTEST_VIDEO", "START_IMAGE", "NODE_TYPES", "SCHEMA_FILE", "SPECS",
-           "Input", "Spec", "Graph", "PORTRAIT", "SUMMARY_NODES", "VIDEO_W", "check_layout", "link_crossings",
-           "link_geometry", "overlaps", "slot_positions", "schema_snapshot", "thumbnail_key", "to_api", "to_ui",
-           "graphs", "render_all", "main", "wf_guidance_sampler"]
+__all__ = ["MODEL_FILES", "REFERENCE_VIDEO", "SAVED_MOTION", "SELFTEST_VIDEO", "START_IMAGE", "NODE_TYPES",
+           "SCHEMA_FILE", "SPECS", "Input", "Spec", "Graph", "PORTRAIT", "SUMMARY_NODES", "VIDEO_W", "check_layout",
+           "link_crossings", "link_geometry", "overlaps", "slot_positions", "schema_snapshot", "thumbnail_key",
+           "to_api", "to_ui", "graphs", "render_all", "main", "wf_guidance_sampler"]
 
 
 def graphs() -> list:

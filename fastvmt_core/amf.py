@@ -62,7 +62,7 @@ class MotionFlow:
 
 
 # Upper bound on gathered window-key elements per chunk of pairs (16M floats = 64 MiB).
-_CHUNK_ELEMENTS = 16 * 2**20
+CHUNK_ELEMENTS = 16 * 2**20
 
 
 def frame_pairs(num_frames: int, temporal_span: int | None) -> list[tuple[int, int]]:
@@ -117,7 +117,7 @@ def global_amf(q: torch.Tensor, k: torch.Tensor, *, temporal_span: int | None = 
 
 
 # Tiles processed together, sharing one gathered box of keys (rows, cols of tiles).
-_SUPER_TILE = (2, 3)
+SUPER_TILE = (2, 3)
 
 
 def _super_tiles(ny, nx, slot, valid, super_tile, device):
@@ -186,7 +186,7 @@ def _tile_layout(h: int, w: int, tile: tuple[int, int], device):
     return ny, nx, rep, slot.reshape(ny * nx, th * tw), valid.reshape(ny * nx, th * tw)
 
 
-class _WindowAttention(torch.autograd.Function):
+class WindowAttention(torch.autograd.Function):
     """Second pass: every query attends to the keys of its own tile's window only.
 
     Tiles are processed in groups ("super-tiles") that share one gathered box of keys,
@@ -283,7 +283,7 @@ def sliding_window_amf(q: torch.Tensor, k: torch.Tensor, *, temporal_span: int =
     wy, wx = min(window, h), min(window, w)
     ny, nx, rep, slot, valid = _tile_layout(h, w, tile, dev)
     pos = _positions(h, w, dev)
-    group, group_slot, group_valid = _super_tiles(ny, nx, slot, valid, _SUPER_TILE, dev)
+    group, group_slot, group_valid = _super_tiles(ny, nx, slot, valid, SUPER_TILE, dev)
 
     qf = q.float().reshape(f, h * w, d)
     kf = k.float().reshape(f, h * w, d)
@@ -300,8 +300,8 @@ def sliding_window_amf(q: torch.Tensor, k: torch.Tensor, *, temporal_span: int =
             start_x = (centre[..., 1].round().long() - wx // 2).clamp(0, w - wx)
             key_index, box_pos, mask = _group_boxes(start_y[:, group], start_x[:, group], wy, wx, h, w)
         q_groups = q_src[:, group_slot]  # [P, n_groups, G*S, D]
-        chunk = max(1, _CHUNK_ELEMENTS // (group.shape[0] * key_index.shape[-1] * d))
-        exp_pos = _WindowAttention.apply(q_groups, k_dst, key_index, box_pos, mask, scale, chunk)
+        chunk = max(1, CHUNK_ELEMENTS // (group.shape[0] * key_index.shape[-1] * d))
+        exp_pos = WindowAttention.apply(q_groups, k_dst, key_index, box_pos, mask, scale, chunk)
         wk = _window_means(k_dst.reshape(n_pairs, h, w, d), start_y, start_x, wy, wx)
         # Scatter slots back to the token grid; clipped slots and padding tiles are dropped.
         disp = exp_pos.new_zeros(n_pairs, h * w, 2)

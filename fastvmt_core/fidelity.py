@@ -77,7 +77,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .klt import _cv2, _resample_tracks, _track_clip, track_points  # track_points: part of this module's API
+from .klt import import_cv2, resample_tracks, track_clip, track_points  # track_points: part of this module's API
 
 __all__ = ["motion_fidelity", "motion_fidelity_report", "FidelityReport", "tracklet_correlation", "best_matches",
            "track_points", "draw_tracks", "resample_frames", "as_frames", "MATCH_RADIUS", "PAPER_FORM", "WEIGHTINGS"]
@@ -113,7 +113,7 @@ def as_frames(x, name: str = "frames") -> np.ndarray:
 
 
 def _resize_frames(frames: np.ndarray, width: int, height: int) -> np.ndarray:
-    cv2 = _cv2()
+    cv2 = import_cv2()
     shrink = width <= frames.shape[2] and height <= frames.shape[1]
     interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
     return np.stack([cv2.resize(f, (width, height), interpolation=interp) for f in frames]).astype(np.float32)
@@ -331,14 +331,14 @@ def _track_both(ref, gen, tracker, tracker_name, max_tracks, opts, notes):
     """Point tracks [N, T_ref, 2] of both clips (KLT or ``tracker``); the generated clip's
     tracks are resampled in time to the reference's length."""
     if tracker is None:
-        ref_tracks = _track_clip(ref, "reference", notes, **opts)
-        gen_tracks = _track_clip(gen, "generated", notes, **opts)
+        ref_tracks = track_clip(ref, "reference", notes, **opts)
+        gen_tracks = track_clip(gen, "generated", notes, **opts)
     else:
         ref_tracks, gen_tracks = (_checked_tracks(tracker(clip, max_tracks), clip, tracker_name)
                                   for clip in (ref, gen))
     t_ref, t_gen = ref.shape[0], gen.shape[0]
     if t_gen != t_ref:
-        gen_tracks = _resample_tracks(gen_tracks, t_ref)
+        gen_tracks = resample_tracks(gen_tracks, t_ref)
         notes.append(f"resampled generated from {t_gen} to {t_ref} frames (track positions interpolated "
                      f"linearly in time)")
     return ref_tracks, gen_tracks
@@ -402,7 +402,7 @@ def draw_tracks(frames, reference_tracks: np.ndarray, generated_tracks: np.ndarr
     Each point is a dot at its current position with a line along its last ``trail``
     frames; the frames are darkened by ``dim`` (1: unchanged) so the tracks stand out.
     Returns float32 [T, H, W, 3] in 0..1."""
-    cv2 = _cv2()
+    cv2 = import_cv2()
     a = as_frames(frames)
     t_count, h, w = a.shape[:3]
     for name, tr in (("reference_tracks", reference_tracks), ("generated_tracks", generated_tracks)):

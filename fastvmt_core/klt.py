@@ -9,7 +9,8 @@ import numpy as np
 OPENCV_HINT = "pip install opencv-python-headless (or opencv-python)"
 
 
-def _cv2():
+def import_cv2():
+    """OpenCV, or an ImportError that says what to install."""
     try:
         import cv2
     except ImportError as exc:
@@ -25,7 +26,7 @@ def _grey_u8(frames: np.ndarray) -> np.ndarray:
 
 def _seed_points(grey0: np.ndarray, max_tracks: int, min_distance: float, min_seeds: int):
     """Corner seeds of the first frame, plus a grid when there are too few corners."""
-    cv2 = _cv2()
+    cv2 = import_cv2()
     h, w = grey0.shape
     corners = cv2.goodFeaturesToTrack(grey0, maxCorners=int(max_tracks), qualityLevel=0.01,
                                       minDistance=float(min_distance), blockSize=7)
@@ -51,7 +52,7 @@ def track_points(grey: np.ndarray, seeds: np.ndarray, *, fb_threshold: float = 1
 
     Returns positions [N, T, 2] (x, y); NaN from the step a point is lost on (LK failure,
     forward-backward error above ``fb_threshold`` pixels, or leaving the frame)."""
-    cv2 = _cv2()
+    cv2 = import_cv2()
     t_count, h, w = grey.shape
     tracks = np.full((len(seeds), t_count, 2), np.nan, np.float32)
     tracks[:, 0] = seeds
@@ -73,8 +74,10 @@ def track_points(grey: np.ndarray, seeds: np.ndarray, *, fb_threshold: float = 1
     return tracks
 
 
-def _track_clip(frames: np.ndarray, name: str, notes: list, *, max_tracks, min_distance, min_seeds, fb_threshold,
-                win_size, max_level) -> np.ndarray:
+def track_clip(frames: np.ndarray, name: str, notes: list, *, max_tracks, min_distance, min_seeds, fb_threshold,
+               win_size, max_level) -> np.ndarray:
+    """KLT tracks of a clip [T, H, W, 3] from its first frame's corners (grid seeds added
+    where corners are few, said in ``notes``)."""
     grey = _grey_u8(frames)
     seeds, n_grid = _seed_points(grey[0], max_tracks, min_distance, min_seeds)
     if n_grid:
@@ -83,7 +86,7 @@ def _track_clip(frames: np.ndarray, name: str, notes: list, *, max_tracks, min_d
     return track_points(grey, seeds, fb_threshold=fb_threshold, win_size=win_size, max_level=max_level)
 
 
-def _resample_tracks(tracks: np.ndarray, frames_out: int) -> np.ndarray:
+def resample_tracks(tracks: np.ndarray, frames_out: int) -> np.ndarray:
     """Positions [N, T, 2] -> [N, frames_out, 2] by linear interpolation in time
     (same start and end; NaN where either neighbour is lost)."""
     t_in = tracks.shape[1]

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .amf import _CHUNK_ELEMENTS, _SUPER_TILE, frame_pairs
+from .amf import CHUNK_ELEMENTS, SUPER_TILE, frame_pairs
 from .settings import FastVMTSettings
 
 SAVED_PER_BLOCK_DIM = 12      # hidden states saved per block (see above)
@@ -78,10 +78,10 @@ def _motion_flow_bytes(g: PassGeometry, s: FastVMTSettings) -> int:
     pairs = max(g.frames - 1, 1)                         # frame pairs of the largest offset
     centre = 2 * pairs * tiles_y * tiles_x * hw * 4     # no-grad logits and softmax of one offset
     # Window attention gathers, per super-tile, the keys of its box of windows; processed
-    # in chunks of at most _CHUNK_ELEMENTS (keys, logits and their gradients: 3 such).
-    groups = -(-tiles_y // _SUPER_TILE[0]) * -(-tiles_x // _SUPER_TILE[1])
-    box = min(g.height, _SUPER_TILE[0] * ty + s.window) * min(g.width, _SUPER_TILE[1] * tx + s.window)
-    window = 3 * 4 * min(_CHUNK_ELEMENTS, pairs * groups * box * head_dim)
+    # in chunks of at most CHUNK_ELEMENTS (keys, logits and their gradients: 3 such).
+    groups = -(-tiles_y // SUPER_TILE[0]) * -(-tiles_x // SUPER_TILE[1])
+    box = min(g.height, SUPER_TILE[0] * ty + s.window) * min(g.width, SUPER_TILE[1] * tx + s.window)
+    window = 3 * 4 * min(CHUNK_ELEMENTS, pairs * groups * box * head_dim)
     return g.batch * (qk + centre + window)
 
 

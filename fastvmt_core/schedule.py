@@ -63,7 +63,7 @@ PURE_NOISE_SIGMA = 0.999
 def reference_sigma(sigma: float, cap: float) -> float:
     """Noise level the reference is re-noised to at a guided step of noise level ``sigma``:
     min(sigma, cap). The default cap 1.0 reads it at the generation's own noise level, so
-    both flows carry the same noise-level bias (README "Reference noise level"); a lower cap
+    both flows carry the same noise-level bias (docs/reference_noise.md); a lower cap
     gives few-step schedules that start at sigma 1.0 a reference that still shows motion.
     """
     return min(float(sigma), float(cap))

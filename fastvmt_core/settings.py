@@ -1,7 +1,7 @@
 """Every FastVMT knob in one validated dataclass.
 
 Defaults follow the paper (section 4.1, appendix B.1) and the authors' released
-code where the paper is silent; README "Differences from the paper" lists the choices.
+code where the paper is silent; docs/how_it_works.md and docs/differences.md list the choices.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class FastVMTSettings:
     reference_noise: str = "renoise"  # renoise: reference re-noised per guided step (released code); clean: once
     reference_seed: int = 0           # seed of the fixed reference noise
     reference_sigma_cap: float = 1.0  # the reference is re-noised to min(step sigma, cap): 1.0 reads it at the
-                                      # generation's own noise level (README "Reference noise level")
+                                      # generation's own noise level (docs/reference_noise.md)
     exit_block: int = -1              # -1: stop inside the motion block (early exit); N: run blocks up to N
                                       # (the released code truncates after 20); N past the last block: whole DiT
     keep_activations: str = "auto"    # gradient passes keep every block's activations instead of recomputing

@@ -19,7 +19,8 @@ from .fidelity_node import MotionFidelity
 from .settings_node import CATEGORY, DEFAULTS, Settings, StepSkipSettings, settings_or_error
 from .motion import MotionReference, ReferenceImage, read_motion_file, write_motion_file
 from .wan.apply import apply_fastvmt
-from .wan.checks import check_block_index, check_masked_latent, check_motion_matches, check_start_image
+from .wan.checks import (check_block_index, check_latent_size, check_masked_latent, check_motion_matches,
+                         check_start_image)
 from .wan.geometry import wan_geometry
 
 log = logging.getLogger("FastVMT")
@@ -92,7 +93,9 @@ class ExtractMotion(io.ComfyNode):
                 io.Vae.Input("vae", optional=True, tooltip="The Wan VAE (wan_2.1_vae.safetensors) that encodes "
                              "'images'."),
                 io.Latent.Input("latent", optional=True, tooltip="An already encoded reference latent, instead of "
-                                "images + vae. Its size must match the latent you generate."),
+                                "images + vae, used as it is: width / height / length must be its size (latent pixels "
+                                "x 8, x 16 with the Wan 2.2 VAE; 4 x (latent frames - 1) + 1 frames), the size you "
+                                "generate."),
                 io.Conditioning.Input("conditioning", optional=True, tooltip="Conditioning for the reference pass. "
                                       "The paper uses the empty prompt (connect a CLIP Text Encode with empty "
                                       "text). When not connected, the generation's positive prompt is used."),
@@ -177,6 +180,8 @@ class ExtractMotion(io.ComfyNode):
             raise ValueError(f"latent: the reference latent has {ref.shape[1]} channels but this model uses "
                              f"{geometry.latent_channels}; use the VAE that matches the model "
                              "(Wan 2.1 VAE: 16 channels, Wan 2.2 VAE: 48)")
+        if latent is not None:
+            check_latent_size(geometry, ref.shape, width, height, length)
         image = reference_image(geometry, ref, frames, vae, clip_vision)
         if clip_vision is not None and not geometry.image_branch:
             source += "; clip_vision not used (this model has no CLIP-vision image branch)"
@@ -249,7 +254,7 @@ class GuidanceSampler(io.ComfyNode):
                                tooltip="Sampler. The paper uses flow-matching Euler; every sampler of this list "
                                        "works. Ancestral/SDE samplers keep one noise stream; multistep ones "
                                        "restart their history after each guided step; uni_pc takes its guided "
-                                       "steps with Euler (README 'Samplers')."),
+                                       "steps with Euler (docs/samplers.md)."),
                 io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="simple",
                                tooltip="Noise schedule. 'simple' follows the model's shifted flow schedule."),
                 io.Conditioning.Input("positive", tooltip="The new prompt."),

@@ -90,8 +90,7 @@ class StepSkipSettings(io.ComfyNode):
                                        "motion. camera: only its global motion (pan, zoom, roll: an affine motion "
                                        "fitted per frame pair, robust to moving objects); the generated objects "
                                        "move freely. objects: only what moves apart from that camera motion; the "
-                                       "generated camera is free. Parallax is not a global motion (README 'Motion "
-                                       "controls')."),
+                                       "generated camera is free. Parallax is not a global motion (docs/motion_controls.md)."),
                 io.Combo.Input("flow_definition", options=list(FLOW_DEFINITIONS), default=d.flow_definition,
                                optional=True,
                                tooltip="paper (default): the motion flow and losses of the paper's equations. "

@@ -114,3 +114,30 @@ def test_test_node_fill_defaults_are_unchanged(run_graph, fastvmt_pack):
     assert torch.equal(l0, l1)
     assert torch.isnan(l2).sum() == 1 and torch.equal(l2.flatten()[1:], l0.flatten()[1:])
     assert torch.isinf(i1).sum() == 1 and torch.equal(i1.flatten()[1:], i0.flatten()[1:])
+
+
+# ---- an encoded reference latent of another size than width / height / length --------------
+
+@pytest.mark.parametrize("wrong, inputs", [("width", {"width": 832}), ("length", {"length": 13}),
+                                           ("width / height / length", {"width": 832, "height": 480, "length": 81})])
+def test_extract_motion_refuses_a_latent_that_is_not_its_size(run_graph, tiny_wan, fastvmt_pack, wrong, inputs):
+    """The latent (3 frames x 8x12) is used as it is, so the size inputs, which must equal the
+    generation's, must be its size (96x64, 9 frames); they used to be ignored."""
+    g = base_builder(tiny_wan)
+    for name, value in inputs.items():
+        g.lookup_node("motion").set_input(name, value)
+    msg = _failed_at(run_graph(g.finalize()), "motion",
+                     f"{wrong}: the connected latent (3 frames x 8x12 latent pixels) is a 96x64 video of 9 frames, "
+                     "but ")
+    assert all(f"{name} is {value}" in msg for name, value in inputs.items()), msg
+    assert "set width 96, height 64, length 9" in msg and "'images' (with 'vae')" in msg
+
+
+def test_extract_motion_sizes_a_wan22_latent_at_16_pixels(run_graph, tiny_wan48, fastvmt_pack):
+    """The Wan 2.2 VAE's 48-channel latents are 16x smaller than the video, not 8x."""
+    g = base_builder(tiny_wan48, channels=48)
+    assert (g.lookup_node("motion").inputs["width"], g.lookup_node("motion").inputs["height"]) == (192, 128)
+    g.lookup_node("motion").set_input("width", 96)
+    msg = _failed_at(run_graph(g.finalize()), "motion", "width: the connected latent (3 frames x 8x12 latent "
+                     "pixels) is a 192x128 video of 9 frames, but width is 96")
+    assert "set width 192, height 128, length 9" in msg

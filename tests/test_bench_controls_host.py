@@ -2,7 +2,7 @@
 session's ComfyUI. What a user relies on: a generation mask confines the changed motion to
 its region (the latent outside is left as plain sampling leaves it, up to what the later
 sampler steps mix in), and `camera` on a reference whose camera does not move says so in
-the run summary. The full table comes from ``python -m bench.controls`` (README
+the run summary. The full table comes from ``python -m bench.controls`` (docs/quality.md,
 "Motion controls")."""
 from __future__ import annotations
 

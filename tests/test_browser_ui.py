@@ -135,7 +135,7 @@ def _graph(tiny_wan: str) -> dict:
     g = builder()
     unet = g.node("UNETLoader", unet_name=tiny_wan, weight_dtype="default")
     ref = g.node("FastVMTTestLatent", seed=3, channels=16, frames=3, height=8, width=12)
-    motion = g.node("FastVMTExtractMotion", model=unet.out(0), latent=ref.out(0), width=832, height=480, length=81,
+    motion = g.node("FastVMTExtractMotion", model=unet.out(0), latent=ref.out(0), width=96, height=64, length=9,
                     motion_block=3, temporal_span=5, window=21, tile_rows=3, tile_cols=4, tau=1.0)
     g.node("FastVMTSaveMotion", motion=motion.out(0), filename_prefix="fastvmt/ui")
     pos = g.node("FastVMTTestConditioning", seed=1, tokens=8, text="a red fox")

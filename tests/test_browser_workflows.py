@@ -20,7 +20,7 @@ leave room for) and a start image. Each workflow is loaded once with ``app.loadG
   workflow's thumbnail, served as a JPEG at the URL the frontend asks for.
 
 A screenshot of every workflow's first view goes to ``$FASTVMT_SCREENSHOTS`` (default: a
-temporary folder); the README's come from ``example_workflows/render_thumbnails.py
+temporary folder); docs/screenshots/ come from ``example_workflows/render_thumbnails.py
 --screenshots docs/screenshots NAME ...``.
 """
 

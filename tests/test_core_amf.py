@@ -137,7 +137,7 @@ def test_bad_shapes_are_rejected():
 
 def test_window_attention_backward_passes_gradcheck():
     """The hand-written backward of the window pass (super-tiles with masks), in float64, chunked and not."""
-    from fastvmt_core.amf import _WindowAttention
+    from fastvmt_core.amf import WindowAttention
     g = torch.Generator().manual_seed(10)
     b, hw, t, groups, s, l, d = 3, 12, 2, 2, 3, 4, 5
     q_tiles = torch.randn(b, t, groups * s, d, generator=g, dtype=torch.float64, requires_grad=True)
@@ -148,7 +148,7 @@ def test_window_attention_backward_passes_gradcheck():
     mask[..., 0] = True  # every query sees at least one key
     for chunk in (1, 2, 8):
         assert torch.autograd.gradcheck(
-            lambda qq, kk: _WindowAttention.apply(qq, kk, key_index, win_pos, mask, 0.7, chunk), (q_tiles, k_flat))
+            lambda qq, kk: WindowAttention.apply(qq, kk, key_index, win_pos, mask, 0.7, chunk), (q_tiles, k_flat))
 
 
 def test_super_tiles_equal_per_tile_windows():
@@ -158,15 +158,15 @@ def test_super_tiles_equal_per_tile_windows():
     q = torch.randn(4, 23, 40, 16, generator=g, requires_grad=True)
     k = torch.randn(4, 23, 40, 16, generator=g, requires_grad=True)
     results = []
-    saved = amf._SUPER_TILE
+    saved = amf.SUPER_TILE
     try:
         for st in ((1, 1), (2, 3), (3, 3)):
-            amf._SUPER_TILE = st
+            amf.SUPER_TILE = st
             flow = sliding_window_amf(q, k, temporal_span=3, window=9)
             grads = torch.autograd.grad(flow.displacement.pow(2).sum(), (q, k))
             results.append((flow.displacement.detach(), grads))
     finally:
-        amf._SUPER_TILE = saved
+        amf.SUPER_TILE = saved
     for disp, grads in results[1:]:
         torch.testing.assert_close(disp, results[0][0], atol=1e-4, rtol=1e-5)
         for a, b in zip(grads, results[0][1]):

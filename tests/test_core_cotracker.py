@@ -130,7 +130,7 @@ def test_fidelity_takes_its_tracks_from_the_tracker_given():
 
 
 def test_ranking_command_loads_a_cotracker_file_and_tracks_each_clip_once(tmp_path):
-    """`python -m bench.fidelity_ranking ... --cotracker CHECKPOINT` (README "Motion Fidelity"):
+    """`python -m bench.fidelity_ranking ... --cotracker CHECKPOINT` (docs/motion_fidelity.md):
     the file (here a safetensors copy of random weights) becomes the tracker; the ranking
     tracks each distinct clip once (checked with a counting stand-in: the network's own
     tracking is covered above)."""

@@ -185,7 +185,7 @@ def test_module_imports_without_opencv(monkeypatch, pan):
 def test_a_followed_subject_ranks_identical_over_slowed_over_still_over_reversed(pan):
     """What the score must say about one clip's own motion, played differently: a reversed
     motion is far worse than none. (The paper's unrestricted best match ranked a real
-    clip's reversal above its still frame: README "Differences".)"""
+    clip's reversal above its still frame: docs/motion_fidelity.md.)"""
     clip = followed_subject(pan=pan)
     scores = {name: motion_fidelity(clip, v) for name, v in variants(clip).items()}
     assert scores["identical"] > 0.99

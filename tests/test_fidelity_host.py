@@ -91,7 +91,7 @@ def test_match_radius_reaches_the_metric(run_graph, fastvmt_pack):
 
 
 def test_ranking_command_on_clips_with_known_motion(tmp_path, capsys):
-    """`python -m bench.fidelity_ranking` (README "Motion Fidelity"): on an H.264 file made
+    """`python -m bench.fidelity_ranking` (docs/motion_fidelity.md): on an H.264 file made
     here (a pan following a still subject), and with --synthetic."""
     import json
     import av

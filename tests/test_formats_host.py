@@ -88,14 +88,14 @@ def tiny_vace(comfy, fastvmt_pack):
     vace_blocks after blocks 0 and 8 of 16); ComfyUI detects it as a VACE model."""
     import comfy.ops as comfy_ops
     from comfy.ldm.wan.model import VaceWanModel
-    from comfy_host import _init_tensor
+    from comfy_host import init_tensor
     path = comfy.model_dir("diffusion_models") / "fastvmt_tiny_wan_vace.safetensors"
     if not path.exists():
         with torch.device("meta"):
             m = VaceWanModel(patch_size=(1, 2, 2), in_dim=16, dim=256, ffn_dim=512, freq_dim=256, text_dim=4096,
                              out_dim=16, num_heads=2, num_layers=16, qk_norm=True, cross_attn_norm=True, eps=1e-6,
                              vace_layers=2, vace_in_dim=96, operations=comfy_ops.disable_weight_init)
-        save_file({k: _init_tensor(k, v.shape, 0) for k, v in m.state_dict().items()}, str(path))
+        save_file({k: init_tensor(k, v.shape, 0) for k, v in m.state_dict().items()}, str(path))
         comfy.refresh_file_lists()
     return path.name
 

@@ -4,7 +4,7 @@ FastVMTTestFrameMask -> SetLatentNoiseMask, Guidance Sampler at denoise 1. What 
 on: the given first frame comes out unchanged under FastVMT guidance (also when it does not
 sit where the reference starts), the other frames are generated, and the sampler's summary
 says guidance ran and held the masked frame.
-The full table comes from ``python -m bench.i2v`` (README "Quality")."""
+The full table comes from ``python -m bench.i2v`` (docs/quality.md)."""
 from __future__ import annotations
 
 import json

@@ -14,7 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from comfy_host import GraphValidationError, pack_module
-from tests.helpers.graphs import base_builder, base_graph, builder, inspect, plain_graph
+from tests.helpers.graphs import base_builder, base_graph, builder, inspect, latent_video_size, plain_graph
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -303,7 +303,9 @@ def test_save_then_load_round_trips(run_graph, comfy, tiny_wan, fastvmt_pack, se
     pick = lambda lo, hi: int(torch.randint(lo, hi + 1, (1,), generator=g_))  # noqa: E731
     g = save_builder(tiny_wan, f"fastvmt/round_{seed}", frames=pick(1, 4))
     ref, motion = g.lookup_node("ref"), g.lookup_node("motion")
-    ref.inputs.update(height=2 * pick(2, 6), width=2 * pick(2, 6))
+    height, width = 2 * pick(2, 6), 2 * pick(2, 6)
+    ref.inputs.update(height=height, width=width)
+    motion.inputs.update(**latent_video_size(16, ref.inputs["frames"], height, width))
     motion.inputs.update(motion_block=pick(0, 15), temporal_span=pick(1, 6), window=2 * pick(1, 10) + 1,
                          tile_rows=pick(1, 4), tile_cols=pick(1, 4), tau=round(0.1 + pick(0, 30) / 10, 2))
     if seed % 2:

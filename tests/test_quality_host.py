@@ -2,7 +2,7 @@
 real ComfyUI: the motion really moves into the latent (level 1), the committed tiny
 shapes model draws the prompted shape and guidance changes its clip (level 2), and the
 training command still runs.
-The full tables come from ``python -m bench.quality`` (README "Quality")."""
+The full tables come from ``python -m bench.quality`` (docs/quality.md)."""
 from __future__ import annotations
 
 import json
@@ -49,7 +49,7 @@ def test_training_command_runs(tmp_path, comfy):
 
 def test_level2_committed_checkpoint_draws_the_prompted_shape_and_guidance_runs(comfy, quality):
     """The committed tiny shapes model through real UNETLoader + Guidance Sampler: it draws
-    the prompted shape (a circle: the class it learned best, see README "Quality"), the
+    the prompted shape (a circle: the class it learned best, see docs/quality.md), the
     scorer gives the reference a perfect score against itself, and guidance changes the
     result while keeping a drawable object."""
     from bench import shapes
@@ -67,7 +67,7 @@ def test_level2_committed_checkpoint_draws_the_prompted_shape_and_guidance_runs(
         shape, fill = shapes.classify(clip)
         assert shape == "circle", f"{config}: drew a {shape} (fill {fill:.2f}) for the prompt 'circle'"
     # Whether the motion transfers is measured over 8 seeds by `python -m bench.quality`
-    # (README "Quality"); one seed is too noisy to assert it here.
+    # (docs/quality.md); one seed is too noisy to assert it here.
     assert (clips["FastVMT"] - clips["no transfer"]).abs().max() > 0.05, "guidance left the video unchanged"
 
 
@@ -105,6 +105,7 @@ def test_demo_command_writes_the_clips_and_transfers_the_motion(comfy, fastvmt_p
     """`python -m bench.demo`, the install check of the README: the motion-transfer graph in
     real ComfyUI on the shipped shapes model; an animated GIF (three panels, every latent
     frame) and a strip; with the default seed FastVMT follows the reference better."""
+    import numpy as np
     from PIL import Image
     from bench import demo
     assert demo.main(["--out", str(tmp_path)], host=comfy) == 0
@@ -114,6 +115,14 @@ def test_demo_command_writes_the_clips_and_transfers_the_motion(comfy, fastvmt_p
     assert scores["FastVMT"] > scores["no transfer"] + 0.2, out
     with Image.open(tmp_path / "demo.gif") as gif:
         assert gif.n_frames == 8 and gif.width == 3 * (demo.PANEL + 4)
+        first = np.asarray(gif.convert("L"))
+    # light columns between the panels; a score line under the generated panels' labels only
+    step, left = demo.PANEL + demo.GAP, demo.GAP // 2
+    panels = [first[:, i * step + left:i * step + left + demo.PANEL] for i in range(3)]
+    assert all(first[:, i * step - left:i * step + left].min() > 150 for i in (1, 2))
+    assert all(p[demo.LABEL_H:].min() < 100 for p in panels)
+    second_line = [p[16:demo.LABEL_H].max() for p in panels]
+    assert second_line[0] < 50 and min(second_line[1:]) > 200, second_line
     assert (tmp_path / "strip.png").stat().st_size > 1000
 
 

@@ -1,12 +1,14 @@
 """The README, read as a new user reads it.
 
-Every shell command in the README's code blocks must be run by a test or by ``.ci/run``;
+Every shell command in the code blocks of the README, CONTRIBUTING.md and docs/ must be run
+by a test or by ``.ci/run``;
 ``COVERED_BY`` says where, and a command nobody runs fails here. The install block is run
 here as written (clone into a ``custom_nodes`` folder, ``pip install -r``), and the cloned
 pack is then loaded by real ComfyUI in a fresh process.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -27,6 +29,7 @@ COVERED_BY = {
     "python fastvmt_runner.py": "tests/test_runner_host.py::test_headless_run_writes_the_video",
     "python fastvmt_runner.py --selftest":
         "tests/test_runner_host.py::test_selftest_prints_both_scores_and_writes_the_side_by_side_video",
+    "python -m fastvmt_runner": "tests/test_runner_host.py::test_the_runner_runs_by_path_from_anywhere_and_as_a_module",
     "python -m pytest tests": ".ci/run",
     "python -m bench.amf": "tests/test_core_standalone.py::test_amf_benchmark_command_runs",
     "python -m bench.sampling": "tests/test_bench_sampling.py",
@@ -47,10 +50,14 @@ COVERED_BY = {
 }
 
 
-def readme_commands() -> list[str]:
-    """Shell commands of the README's fenced code blocks (continuation lines joined,
-    comments dropped)."""
-    text = README.read_text(encoding="utf-8")
+# the README and the pages its depth moved to: their commands are held to the same rule
+DOC_PAGES = [README, REPO / "CONTRIBUTING.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+def readme_commands(page=README) -> list[str]:
+    """Shell commands of a page's fenced code blocks (continuation lines joined, comments
+    dropped; ```bat blocks, for Windows, are not shell)."""
+    text = page.read_text(encoding="utf-8")
     cmds = []
     for lang, block in re.findall(r"```([a-z]*)\n(.*?)```", text, flags=re.S):
         if lang not in ("", "bash", "sh", "shell"):  # e.g. the ```text layout map
@@ -66,8 +73,9 @@ def test_every_readme_command_is_run_somewhere():
     cmds = readme_commands()
     assert any(c.startswith("python -m pytest tests") for c in cmds), "the README lost its test command"
     assert any(c.startswith("python fastvmt_runner.py") for c in cmds), "the README lost its runner command"
-    uncovered = [c for c in cmds if not any(c.startswith(k) for k in COVERED_BY)]
-    assert not uncovered, f"README commands no test or CI step runs: {uncovered}"
+    uncovered = [f"{page.relative_to(REPO)}: {c}" for page in DOC_PAGES for c in readme_commands(page)
+                 if not any(c.startswith(k) for k in COVERED_BY)]
+    assert not uncovered, f"commands in the README or docs that no test or CI step runs: {uncovered}"
     ci = (REPO / ".ci" / "run").read_text()
     assert "python -m pytest tests" in ci, ".ci/run must call the README's test command"
     for where in set(COVERED_BY.values()):
@@ -88,12 +96,14 @@ def test_install_block_as_written(tmp_path, comfy):
     if not (REPO / ".git").exists() or shutil.which("git") is None:
         pytest.skip("needs a git checkout of this repository and git")
     cd, clone, pip = _install_block()
-    assert cd == "cd ComfyUI/custom_nodes" and clone.startswith("git clone <this repository> ")
+    url = re.search(r'^Repository = "(.+)"', (REPO / "pyproject.toml").read_text(), flags=re.M).group(1)
+    assert cd == "cd ComfyUI/custom_nodes" and clone.startswith(f"git clone {url} "), \
+        f"the README's clone line must use the repository URL of pyproject.toml ({url})"
     assert pip.startswith("pip install -r ")
     work = tmp_path / "ComfyUI" / "custom_nodes"
     work.mkdir(parents=True)
     dest = clone.split()[-1]
-    # "<this repository>" is this checkout: what the user clones is what was committed
+    # the URL stands for this checkout: what the user clones is what was committed
     subprocess.run(["git", "clone", "-q", str(REPO), dest], cwd=work, check=True)
     r = subprocess.run([sys.executable, "-m", *pip.split()], cwd=work, capture_output=True, text=True)
     assert r.returncode == 0, f"{pip} failed:\n{r.stdout}\n{r.stderr}"
@@ -105,7 +115,10 @@ def test_install_block_as_written(tmp_path, comfy):
         "ok, names, msg = host._load_custom_node(__import__('pathlib').Path(sys.argv[1]), 'clone');"
         "print('LOADED' if ok else 'FAILED', ' '.join(names)); print(msg)"
     )
-    r = subprocess.run([sys.executable, "-c", code, str(pack)], cwd=pack, capture_output=True, text=True,
+    # The clone's parent is a stand-in ComfyUI folder, so its locator would not find the host
+    # this session found (through COMFYUI_PATH, this checkout's parent or ~/comfy/ComfyUI): name it.
+    env = {**os.environ, "COMFYUI_PATH": str(comfy.comfyui_path)}
+    r = subprocess.run([sys.executable, "-c", code, str(pack)], cwd=pack, env=env, capture_output=True, text=True,
                        timeout=300)
     assert "LOADED" in r.stdout, f"the cloned pack did not load in ComfyUI:\n{r.stdout}\n{r.stderr[-3000:]}"
     for node in ("FastVMTExtractMotion", "FastVMTGuidanceSampler", "FastVMTStepSkipSettings"):

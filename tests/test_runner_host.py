@@ -1,4 +1,5 @@
-"""fastvmt_runner.py against a real ComfyUI server (``main.py --cpu`` in a subprocess).
+"""The headless runner (the package fastvmt_runner/, run as ``python fastvmt_runner.py``) against a
+real ComfyUI server (``main.py --cpu`` in a subprocess).
 
 The server runs with ``--base-directory <tmp>``: in ComfyUI 0.3.64 that directory alone
 holds models/, input/, output/, user/ *and* custom_nodes/ (folder_paths.py), so the
@@ -30,6 +31,8 @@ from pathlib import Path
 import pytest
 
 import comfy_host
+import fastvmt_runner
+from fastvmt_runner import selftest
 from tests.helpers.workflows import WORKFLOW_DIR, check_ui_workflow, load_builder, ui_files
 
 REPO = comfy_host.REPO_ROOT
@@ -38,16 +41,6 @@ MAIN_API = WORKFLOW_DIR / "api" / "fastvmt_wan21_t2v_motion_transfer.api.json"
 TINY = ["--width", "64", "--height", "48", "--frames", "9", "--steps", "4"]
 PACK_DIR_NAME = comfy_host.PACK_DIR_NAME
 
-
-def _load_runner():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("fastvmt_runner", RUNNER)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-fastvmt_runner = sys.modules.get("fastvmt_runner") or _load_runner()
 
 
 def stand_in_text_encoders(prompt: dict) -> dict:
@@ -216,10 +209,44 @@ def test_missing_model_file_names_file_and_folder(server, tmp_path):
 
 
 def test_missing_input_video(server, tmp_path):
+    """A bare name is a file in ComfyUI's input folder: checked against the server's list."""
     code, _, err = run_runner([str(_tiny_workflow(tmp_path)), "--server", server.address,
                                "--video", "no_such_clip.mp4"])
     assert code == fastvmt_runner.EXIT_MISSING
-    assert "no_such_clip.mp4" in err and "input folder" in err, err
+    assert "no_such_clip.mp4" in err and "input folder" in err and "pass a local file with --video" in err, err
+
+
+def test_a_local_path_that_does_not_exist_is_no_such_file(server, tmp_path, monkeypatch):
+    """Written as a path (./, ~, absolute, or with a folder), a value means a local file: when
+    there is none the runner says so, naming the flag, instead of blaming the input folder.
+    A relative path with a folder that the server's input folder has is that file."""
+    monkeypatch.chdir(tmp_path)
+    wf, reuse = _tiny_workflow(tmp_path), _tiny_workflow(tmp_path, WORKFLOW_DIR / "api" /
+                                                         "fastvmt_wan21_t2v_reuse_saved_motion.api.json")
+    for flag, workflow, value in (("--video", wf, "./clip.mp4"), ("--video", wf, str(tmp_path / "gone.mp4")),
+                                  ("--video", wf, "~/fastvmt_no_such_dir/clip.mp4"),
+                                  ("--motion", reuse, "missing/motion.safetensors")):
+        code, _, err = run_runner([str(workflow), "--server", server.address, flag, value])
+        assert code == fastvmt_runner.EXIT_MISSING, err
+        assert f"error: {flag}: no such file: {value}" in err and "pass a local file" not in err, err
+        assert "uploaded" not in err
+    listed = server.base / "input" / "fastvmt" / "t_listed_motion.safetensors"
+    listed.parent.mkdir(parents=True, exist_ok=True)
+    listed.write_bytes(b"not read: the prompt is refused before it runs")
+    # passes every check of the runner; ComfyUI then refuses steps 0 (so nothing runs)
+    code, _, err = run_runner([str(reuse), "--server", server.address, "--motion", "fastvmt/t_listed_motion.safetensors",
+                               "--steps", "0"])
+    assert code == fastvmt_runner.EXIT_REJECTED and "steps" in err, err
+    assert "motion file: fastvmt/t_listed_motion.safetensors" in err
+
+
+def test_models_are_checked_before_the_reference_is_uploaded(server, tmp_path, source_video):
+    clip = tmp_path / "t_never_uploaded.mp4"
+    clip.write_bytes(source_video.read_bytes())
+    code, _, err = run_runner([str(_tiny_workflow(tmp_path)), "--server", server.address, "--video", str(clip),
+                               "--set", "1.unet_name=wan2.1_t2v_14B_fp16.safetensors"])
+    assert code == fastvmt_runner.EXIT_MISSING and "wan2.1_t2v_14B_fp16.safetensors" in err, err
+    assert "uploaded" not in err and not (server.base / "input" / clip.name).exists()
 
 
 def test_rejected_prompt_prints_node_errors(server, tmp_path, source_video):
@@ -267,6 +294,36 @@ def test_usage_errors_need_no_server(tmp_path):
         {"FastVMTExtractMotion": 64, "WanImageToVideo": 64}
     code, _, err = run_runner(["fastvmt_wan21_t2v_motion_transfer", "--dry-run", "--image", "cat.png"])
     assert code == 2 and "--image: no node in this workflow takes it" in err
+
+
+def test_dry_run_checks_that_the_local_files_exist(tmp_path, source_video):
+    code, _, err = run_runner(["fastvmt_wan21_t2v_motion_transfer", "--dry-run", "--video", str(tmp_path / "gone.mp4")])
+    assert code == fastvmt_runner.EXIT_MISSING and f"--video: no such file: {tmp_path / 'gone.mp4'}" in err, err
+    code, _, err = run_runner(["fastvmt_wan21_t2v_motion_transfer", "--dry-run", "--video", str(tmp_path)])
+    assert code == fastvmt_runner.EXIT_MISSING and "(it is a folder)" in err, err
+    code, out, err = run_runner(["fastvmt_wan21_t2v_motion_transfer", "--dry-run", "--video", str(source_video)])
+    assert code == 0 and "uploaded" not in err
+    assert [n["inputs"]["file"] for n in json.loads(out).values() if n["class_type"] == "LoadVideo"] == \
+        [str(source_video)]
+    # a relative path with a folder may name a file in the server's input folder: said, not refused
+    code, out, err = run_runner(["fastvmt_wan21_t2v_reuse_saved_motion", "--dry-run", "--motion",
+                                 "fastvmt/motion_00001_.safetensors"])
+    assert code == 0 and "no such local file" in err and "not checked" in err, err
+
+
+def test_the_runner_runs_by_path_from_anywhere_and_as_a_module(tmp_path):
+    """``python /path/to/pack/fastvmt_runner.py`` from another folder, isolated (-I: neither
+    the script's folder nor the working directory on sys.path), and ``python -m
+    fastvmt_runner`` from the pack's folder; both list every option with its help."""
+    r = subprocess.run([sys.executable, "-I", str(RUNNER), "--help"], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith("usage: fastvmt_runner.py"), r.stderr
+    help_text = " ".join(r.stdout.split())
+    assert "--seed SEED seed of every sampler" in help_text and "--steps STEPS step count of every sampler" in \
+        help_text, r.stdout
+    r = subprocess.run([sys.executable, "-m", "fastvmt_runner", "fastvmt_wan21_t2v_motion_transfer", "--dry-run",
+                        "--prompt", "a cat", *TINY], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 0 and sum(n["inputs"].get("text") == "a cat" for n in json.loads(r.stdout).values()) == 1
 
 
 # ---------------------------------------------------------------------------
@@ -334,9 +391,8 @@ def test_selftest_tells_the_plain_run_from_the_fastvmt_run():
     self-test with the motion applied through Apply FastVMT Motion + KSampler still works; the
     released-flow run is the one whose settings say so; a workflow scoring two plain runs is
     refused, naming what it lacks."""
-    import fastvmt_selftest
     api = json.loads(SELFTEST_API.read_text("utf-8"))
-    ids = fastvmt_selftest.score_nodes(api)
+    ids = selftest.score_nodes(api)
     plain = next(k for k, n in api.items() if n["class_type"] == "KSampler")
     guided, released = sorted((k for k, n in api.items() if n["class_type"] == "FastVMTGuidanceSampler"),
                               key=lambda k: "settings" in api[k]["inputs"])
@@ -346,7 +402,7 @@ def test_selftest_tells_the_plain_run_from_the_fastvmt_run():
     api["90"] = {"class_type": "FastVMTApplyMotion", "inputs": {"model": api[guided]["inputs"]["model"],
                                                                  "motion": motion}}
     api[guided] = {"class_type": "KSampler", "inputs": {**api[guided]["inputs"], "model": ["90", 0]}}
-    assert fastvmt_selftest.score_nodes(api) == ids
+    assert selftest.score_nodes(api) == ids
     api[ids["fastvmt"]]["inputs"]["generated"] = api[ids["plain"]]["inputs"]["generated"]
     with pytest.raises(ValueError, match="it has 2 and 0 "):
-        fastvmt_selftest.score_nodes(api)
+        selftest.score_nodes(api)

@@ -315,7 +315,9 @@ def stand_in_user_files(comfy, tmp_path_factory):
     (comfy.input_dir / b.REFERENCE_VIDEO).write_bytes(b"")
     (comfy.input_dir / b.SELFTEST_VIDEO).write_bytes(b"")
     (comfy.input_dir / b.START_IMAGE).write_bytes(b"")
-    motion = comfy.input_dir / "fastvmt" / "motion_00001_.safetensors"
+    # the reuse workflow loads what the save workflow writes: "<name> [output]" is under output/
+    name = b.SAVED_MOTION.removesuffix(" [output]")
+    motion = (comfy.output_dir if name != b.SAVED_MOTION else comfy.input_dir) / name
     motion.parent.mkdir(parents=True, exist_ok=True)
     motion.write_bytes(b"")
 

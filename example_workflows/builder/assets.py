@@ -32,3 +32,6 @@ MODEL_FILES = {  # name -> (models/ folder, download url); shown by the frontend
 REFERENCE_VIDEO = "reference.mp4"
 START_IMAGE = "start_image.png"
 SELFTEST_VIDEO = "fastvmt_selftest_reference.mp4"   # shipped in example_workflows/input/
+# What Load Motion lists for the save workflow's first file (output/fastvmt/motion_00001_.safetensors):
+# the [output] annotation loads it from the output folder, so the reuse workflow runs after it as it is.
+SAVED_MOTION = "fastvmt/motion_00001_.safetensors [output]"

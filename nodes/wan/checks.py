@@ -7,7 +7,7 @@ import torch
 from fastvmt_core import EXTRACTION_FIELDS, FastVMTSettings, check_released_grid
 from ..motion import MotionReference
 from .comfy_compat import CONCAT_LATENT, CONCAT_MASK, is_ksampler
-from .geometry import WanGeometry, token_grid
+from .geometry import WanGeometry, pixels_per_latent, token_grid
 
 
 def check_block_index(geometry: WanGeometry, block: int, input_name: str = "motion_block") -> None:
@@ -15,6 +15,28 @@ def check_block_index(geometry: WanGeometry, block: int, input_name: str = "moti
         raise ValueError(f"{input_name}: block index {block} is out of range; this Wan model has "
                          f"{geometry.num_blocks} blocks (valid 0..{geometry.num_blocks - 1}; the paper uses 14 of 30, "
                          f"about the middle).")
+
+
+def check_latent_size(geometry: WanGeometry, latent_shape, width: int, height: int, length: int) -> None:
+    """An encoded reference latent is used as it is (width / height / length only resize
+    'images'), so those inputs, which must equal the generation's size, must be its size."""
+    _, _, f, h, w = latent_shape
+    scale = pixels_per_latent(geometry)
+    size = {"width": w * scale, "height": h * scale, "length": (f - 1) * 4 + 1}
+    given = {"width": width, "height": height, "length": length}
+    wrong = [name for name in size if given[name] != size[name]]
+    if wrong:
+        raise ValueError(
+            f"{' / '.join(wrong)}: the connected latent ({_count(f, 'frame')} x {h}x{w} latent pixels) is a "
+            f"{size['width']}x{size['height']} video of {_count(size['length'], 'frame')}, but "
+            + ", ".join(f"{name} is {given[name]}" for name in wrong)
+            + ". An encoded latent is used as it is (width / height / length only resize 'images'): set "
+            f"width {size['width']}, height {size['height']}, length {size['length']} and generate at that size, "
+            "or connect the reference frames to 'images' (with 'vae') to have them resized.")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def resolve_settings(motion: MotionReference, settings: FastVMTSettings | None) -> FastVMTSettings:

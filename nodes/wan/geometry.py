@@ -53,6 +53,13 @@ def image_to_video_kind(base_model) -> str | None:
     return None
 
 
+def pixels_per_latent(geometry: WanGeometry) -> int:
+    """Video pixels per latent pixel of this model's VAE: the Wan 2.2 VAE (48 channels, the
+    5B model) compresses 16x, the Wan 2.1 VAE 8x (as Wan22ImageToVideoLatent and
+    EmptyHunyuanLatentVideo size their latents). Frames: 1 + 4 per latent frame after the first."""
+    return 16 if geometry.latent_channels == 48 else 8
+
+
 def token_grid(latent_shape, patch_size) -> tuple[int, int, int]:
     _, _, f, h, w = latent_shape
     pt, ph, pw = patch_size

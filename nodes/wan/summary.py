@@ -39,7 +39,7 @@ def _no_motion_lines(log_: list) -> list:
     which = "none of the guided steps" if len(blind) == len(log_) else f"step(s) {', '.join(map(str, blind))}"
     return [f"  NOTE: {which} could carry the reference's motion: the reference was read at sigma >= "
             f"{PURE_NOISE_SIGMA}, where it is pure noise. Guide more of the process (guided_fraction), use more "
-            "steps, a lower denoise, or a reference_sigma_cap below 1 (README 'Reference noise level')."]
+            "steps, a lower denoise, or a reference_sigma_cap below 1 (docs/reference_noise.md)."]
 
 
 def _copies_text(counter) -> str:

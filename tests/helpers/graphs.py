@@ -24,6 +24,13 @@ def settings_inputs(**overrides):
     return FastVMTSettings().step_skip_inputs(**overrides)
 
 
+def latent_video_size(channels, frames, lat_h=LAT_H, lat_w=LAT_W):
+    """Extract Motion's width / height / length for a latent of this size: pixels x 8 (x 16
+    for the Wan 2.2 VAE's 48 channels), 1 + 4 video frames per latent frame after the first."""
+    scale = 16 if channels == 48 else 8
+    return {"width": lat_w * scale, "height": lat_h * scale, "length": (frames - 1) * 4 + 1}
+
+
 def base_builder(model, *, channels=16, block=BLOCK, frames=FRAMES, settings=None, sampler="euler", steps=5,
                  denoise=1.0, ref_frames=None):
     """UNETLoader + test conditioning + reference latent + Extract Motion + Guidance Sampler
@@ -36,8 +43,9 @@ def base_builder(model, *, channels=16, block=BLOCK, frames=FRAMES, settings=Non
                  width=LAT_W)
     empty = g.node("FastVMTTestLatent", "empty", seed=4, channels=channels, frames=frames, height=LAT_H, width=LAT_W,
                    scale=0.0)
-    motion = g.node("FastVMTExtractMotion", "motion", model=unet.out(0), latent=ref.out(0), width=832, height=480,
-                    length=81, motion_block=block, temporal_span=5, window=21, tile_rows=3, tile_cols=4, tau=1.0)
+    motion = g.node("FastVMTExtractMotion", "motion", model=unet.out(0), latent=ref.out(0),
+                    **latent_video_size(channels, ref_frames or frames), motion_block=block, temporal_span=5,
+                    window=21, tile_rows=3, tile_cols=4, tau=1.0)
     sample = g.node("FastVMTGuidanceSampler", "sample", model=unet.out(0), seed=7, steps=steps, cfg=1.0,
                     sampler_name=sampler, scheduler="simple", positive=pos.out(0), negative=neg.out(0),
                     latent_image=empty.out(0), denoise=denoise, motion=motion.out(0))

@@ -2,7 +2,7 @@
 once (step 1), then generate several videos from the saved motion (step 2)."""
 from __future__ import annotations
 
-from ..assets import UMT5, WAN_T2V_13B, WAN_VAE
+from ..assets import SAVED_MOTION, UMT5, WAN_T2V_13B, WAN_VAE
 from ..graph import Graph
 from ..layout import At, Below, Grid, Mid, Row, place
 from ..texts import note
@@ -73,7 +73,7 @@ def wf_reuse() -> Graph:
     unet = g.add("UNETLoader", size=(420, 110), unet_name=WAN_T2V_13B, weight_dtype="default")
     clip = g.add("CLIPLoader", clip_name=UMT5, type="wan", device="default")
     vae = g.add("VAELoader", size=(340, 86), vae_name=WAN_VAE)
-    motion = g.add("FastVMTLoadMotion", size=(420, 90), motion_file="fastvmt/motion_00001_.safetensors")
+    motion = g.add("FastVMTLoadMotion", size=(420, 90), motion_file=SAVED_MOTION)
     settings = g.add("FastVMTStepSkipSettings", size=(420, 348))
     neg = negative_prompt(g, clip, size=(420, 140))
     latent = g.add("EmptyHunyuanLatentVideo", title="Empty Wan Latent Video", size=(420, 130), batch_size=1,

@@ -1,4 +1,4 @@
-"""The self-test of ``fastvmt_runner.py --selftest``: which nodes score the plain and the
+"""The self-test of ``fastvmt_runner --selftest``: which nodes score the plain and the
 FastVMT run (and the run with the released code's flow), their scores in a finished run, and
 the block a user pastes into an issue.
 
@@ -11,11 +11,11 @@ FastVMT Guidance Sampler, a Motion Fidelity node for each, and a side-by-side vi
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from .workflow import PACK_DIR, is_link
+
 WORKFLOW = "fastvmt_selftest_wan21_t2v"
-CLIP = HERE / "example_workflows" / "input" / "fastvmt_selftest_reference.mp4"
+CLIP = PACK_DIR / "example_workflows" / "input" / "fastvmt_selftest_reference.mp4"
 ISSUES_URL = "https://github.com/fastvmt/ComfyUI-FastVMT/issues"
 
 FIDELITY = "FastVMTMotionFidelity"
@@ -37,16 +37,12 @@ authors' released flow (flow_definition 'released', the code behind the paper's 
 of the two transfers motion better on real Wan is not known yet: your numbers decide it."""
 
 
-def _is_link(v) -> bool:
-    return isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) and isinstance(v[1], int)
-
-
 def upstream(prompt: dict, nid: str) -> set:
     """Ids of every node that feeds ``nid``, directly or not."""
     seen, todo = set(), [nid]
     while todo:
         for v in prompt.get(todo.pop(), {}).get("inputs", {}).values():
-            if _is_link(v) and v[0] in prompt and v[0] not in seen:
+            if is_link(v) and v[0] in prompt and v[0] not in seen:
                 seen.add(v[0])
                 todo.append(v[0])
     return seen
@@ -73,7 +69,7 @@ def score_nodes(prompt: dict) -> dict:
     and (optional) the one scoring a run with the released code's flow."""
     found = {"plain": [], "fastvmt": [], "released": []}
     for nid, node in prompt.items():
-        if node["class_type"] != FIDELITY or not _is_link(node["inputs"].get("generated")):
+        if node["class_type"] != FIDELITY or not is_link(node["inputs"].get("generated")):
             continue
         found[_run_kind(prompt, node["inputs"]["generated"][0])].append(nid)
     if len(found["plain"]) != 1 or len(found["fastvmt"]) != 1 or len(found["released"]) > 1:
@@ -109,7 +105,7 @@ def run_settings(prompt: dict) -> dict:
             out.setdefault("sampling", f"{i['steps']} steps {i.get('sampler_name')}/{i.get('scheduler')}, "
                                        f"cfg {i.get('cfg'):g}, seed {i.get('seed', i.get('noise_seed'))}")
             positive = i.get("positive")
-            text = prompt.get(positive[0], {}).get("inputs", {}).get("text") if _is_link(positive) else None
+            text = prompt.get(positive[0], {}).get("inputs", {}).get("text") if is_link(positive) else None
             if isinstance(text, str):
                 out.setdefault("prompt", text)
     return out
