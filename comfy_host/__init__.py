@@ -58,7 +58,7 @@ from .graphs import CLIENT_ID, GraphResult, GraphValidationError, ValidationResu
 from .host import ComfyHost, PackLoadError, bootstrap, get_host, pack_module, run_graph, validate_graph
 from .locate import (GGUF_PACK_NAME, REPO_ROOT, TEST_NODES_DIR, ComfyUINotFound, cache_dir, comfyui_version,
                      find_comfyui, find_gguf_pack, prepare_comfy_imports)
-from .server import PACK_DIR_NAME, Server, free_port, start_server, stop_server
+from .server import PACK_DIR_NAME, Server, free_port, stand_in_text_encoders, start_server, stop_server
 from .tiny_models import (WAN21_VAE_CONFIG, WAN22_VAE_CONFIG, WEIGHTS_VERSION, cached_tiny_wan_vae, init_tensor,
                           make_tiny_ltxv, make_tiny_wan, make_tiny_wan_vae, tiny_wan_state_dict)
 
@@ -71,7 +71,7 @@ __all__ = [
     # host
     "ComfyHost", "PackLoadError", "bootstrap", "get_host", "pack_module", "take_messages", "log",
     # server
-    "PACK_DIR_NAME", "Server", "free_port", "start_server", "stop_server",
+    "PACK_DIR_NAME", "Server", "free_port", "stand_in_text_encoders", "start_server", "stop_server",
     # tiny models
     "WEIGHTS_VERSION", "WAN21_VAE_CONFIG", "WAN22_VAE_CONFIG", "make_tiny_wan", "make_tiny_ltxv",
     "make_tiny_wan_vae", "cached_tiny_wan_vae", "tiny_wan_state_dict",

@@ -56,21 +56,22 @@ def _wait_until_answering(server: Server) -> None:
             time.sleep(0.3)
 
 
-def start_server(base: Path, comfyui: Optional[os.PathLike] = None) -> Server:
-    """Start ComfyUI's main.py on a free port with ``base`` as base directory (its
-    custom_nodes/ is the caller's to fill) and wait until it answers; raises RuntimeError
-    with the log's tail when it exits or stays silent for 120 s."""
+def start_server(base: Path, comfyui: Optional[os.PathLike] = None, port: Optional[int] = None,
+                 extra_args=()) -> Server:
+    """Start ComfyUI's main.py on ``port`` (default: a free one) with ``base`` as base
+    directory (its custom_nodes/ is the caller's to fill) and wait until it answers; raises
+    RuntimeError with the log's tail when it exits or stays silent for 120 s."""
     import subprocess
     comfyui = comfyui or find_comfyui()
     if comfyui is None:
         raise RuntimeError("ComfyUI not found: set COMFYUI_PATH or check it out at ~/comfy/ComfyUI")
-    port = free_port()
+    port = port or free_port()
     log_path = Path(base) / "server.log"
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1" if (os.cpu_count() or 1) <= 4 else str(os.cpu_count()))
     cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-           "--base-directory", str(base), "--disable-auto-launch", "--disable-api-nodes"]
-    with open(log_path, "wb") as log:
+           "--base-directory", str(base), "--disable-auto-launch", "--disable-api-nodes", *extra_args]
+    with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, cwd=comfyui, stdout=log, stderr=subprocess.STDOUT, env=env)
     server = Server(Path(base), port, proc, log_path)
     try:
@@ -79,6 +80,26 @@ def start_server(base: Path, comfyui: Optional[os.PathLike] = None) -> Server:
     except BaseException:
         stop_server(server)
         raise
+
+
+def stand_in_text_encoders(prompt: dict) -> dict:
+    """An API prompt for a server without UMT5-XXL (no tiny stand-in can exist for it: its
+    configuration is fixed at about 5.7B parameters): CLIPTextEncode -> the test node
+    FastVMTTestConditioning (seeded random conditioning, same text), CLIPLoader removed."""
+    out = {}
+    for nid, node in prompt.items():
+        if node["class_type"] == "CLIPLoader":
+            continue
+        node = json.loads(json.dumps(node))
+        if node["class_type"] == "CLIPTextEncode":
+            node = {"class_type": "FastVMTTestConditioning", "_meta": node.get("_meta", {}),
+                    "inputs": {"seed": int(nid), "tokens": 8, "text": node["inputs"]["text"]}}
+        out[nid] = node
+    dangling = [nid for nid, n in out.items() for v in n["inputs"].values()
+                if isinstance(v, list) and len(v) == 2 and v[0] not in out]
+    if dangling:
+        raise ValueError(f"nodes still linked to a removed loader: {dangling}")
+    return out
 
 
 def stop_server(server: Server):

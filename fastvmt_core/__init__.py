@@ -20,6 +20,7 @@ from .motion_controls import (MotionControls, MotionTargets, build_controls, mot
                               latent_region, confine, keep_outside, region_change, controls_summary)
 from .memory import PassGeometry, PassMemory, gradient_pass_memory, most_kept_blocks, published_geometry, WAN_MODELS
 from .fidelity import motion_fidelity, motion_fidelity_report, FidelityReport
+from .frame_windows import window_problem, windowed_loss
 
 __all__ = [
     "MotionFlow", "global_amf", "sliding_window_amf", "frame_pairs",
@@ -34,5 +35,5 @@ __all__ = [
     "affine_field", "MotionControls", "MotionTargets", "build_controls", "motion_targets", "controlled_loss",
     "latent_region", "confine", "keep_outside", "region_change", "controls_summary", "PassGeometry", "PassMemory", "gradient_pass_memory", "most_kept_blocks",
     "published_geometry", "WAN_MODELS",
-    "motion_fidelity", "motion_fidelity_report", "FidelityReport",
+    "motion_fidelity", "motion_fidelity_report", "FidelityReport", "window_problem", "windowed_loss",
 ]

@@ -40,19 +40,28 @@ HTTP goes through ``requests``, the progress display through ``tqdm``, the webso
 through ``aiohttp`` (tqdm and aiohttp come with ComfyUI; without aiohttp the runner polls
 ``/history``).
 
+``--batch JOBS`` runs a job file (JSONL or CSV) over any number of ``--server``s: each job
+goes to the free server with the shortest queue, a server that stops answering has its job
+queued elsewhere, and a results manifest makes a rerun resume (docs/batch.md).
+
 Modules, each using only those before it: ``client`` (exit codes, RunnerError, Client:
 one server's HTTP API), ``workflow`` (loading, file flags, overrides), ``preflight``
 (server checks), ``watch`` (queue, progress, history, outputs), ``selftest``, ``job``
-(``run_prompt``: one prompt on one server), ``cli`` (options, ``run``, ``main``).
+(``run_prompt``: one prompt on one server), ``jobs`` (the batch's job file), ``manifest``
+(its results), ``attempt`` (one job on one server), ``batch`` (``run_batch``), ``cli``
+(options, ``run``, ``main``).
 """
 from .cli import build_parser, main, run
 from .client import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MISSING, EXIT_OK, EXIT_REJECTED, EXIT_SERVER,
                      EXIT_TIMEOUT, EXIT_USAGE, Client, RunnerError)
+from .batch import BatchResult, Hooks, run_batch
 from .job import RunResult, run_prompt
+from .jobs import read_jobs
 from .workflow import apply_overrides, file_args, load_workflow
 
 __all__ = [
     "build_parser", "main", "run", "run_prompt", "RunResult", "Client", "RunnerError",
+    "run_batch", "read_jobs", "BatchResult", "Hooks",
     "load_workflow", "apply_overrides", "file_args",
     "EXIT_OK", "EXIT_USAGE", "EXIT_SERVER", "EXIT_MISSING", "EXIT_REJECTED", "EXIT_FAILED", "EXIT_TIMEOUT",
     "EXIT_INTERRUPTED",

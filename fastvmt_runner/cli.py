@@ -10,8 +10,10 @@ import sys
 
 from . import selftest
 from .client import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MISSING, EXIT_OK, EXIT_USAGE, Client, RunnerError
+from .batch import run_batch
 from .job import run_prompt
-from .workflow import apply_overrides, file_args, load_workflow
+from .jobs import read_jobs
+from .workflow import apply_overrides, check_size_flags, file_args, load_workflow
 
 PROG = "fastvmt_runner.py"
 
@@ -27,8 +29,24 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     ap.add_argument("--selftest", action="store_true",
                     help=f"run the self-test ({selftest.WORKFLOW} unless a workflow is named; the shipped "
                          "clip unless --video is given) and print both Motion Fidelity scores")
-    ap.add_argument("--server", default=os.environ.get("COMFYUI_SERVER", "127.0.0.1:8188"),
-                    help="ComfyUI address host:port or URL (default: $COMFYUI_SERVER or 127.0.0.1:8188)")
+    ap.add_argument("--server", action="append",
+                    help="ComfyUI address host:port or URL (default: $COMFYUI_SERVER or 127.0.0.1:8188); "
+                         "repeat with --batch to spread the jobs over several servers")
+    batch = ap.add_argument_group(
+        "batch mode", "--batch JOBS runs a job file: JSONL (one object a line) or CSV (a header row), with the "
+                      "fields workflow (required), prompt, negative, seed, steps, width, height, frames, video, "
+                      "image, motion, output_prefix and set (NODE.INPUT=VALUE; JSONL: a list or an object, CSV: "
+                      "separated by ';'). The command line's other options are every job's defaults. See "
+                      "docs/batch.md.")
+    batch.add_argument("--batch", metavar="JOBS", help="job file (.jsonl or .csv); the whole file is checked "
+                                                       "before anything is queued")
+    batch.add_argument("--manifest", help="results manifest (default: OUT_DIR/batch_manifest.jsonl); rerunning "
+                                          "with the same manifest resumes: done jobs are skipped")
+    batch.add_argument("--retries", type=int, default=2,
+                       help="extra attempts for a job that fails (default: %(default)s)")
+    batch.add_argument("--server-wait", type=float, default=300,
+                       help="stop (resumable) when no server has answered for this many seconds "
+                            "(default: %(default)s)")
     files = ap.add_argument_group(
         "input files", "A value that exists as a local file is uploaded. One written as a path (with a folder, "
                        "starting with . or ~, or absolute) must exist, except a relative one that names a file in "
@@ -61,15 +79,6 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     return ap
 
 
-def check_size_flags(args) -> None:
-    for flag in ("width", "height"):
-        v = getattr(args, flag)
-        if v is not None and (v < 16 or v % 16):
-            raise RunnerError(EXIT_USAGE, f"--{flag} {v}: must be a multiple of 16 (Wan's VAE and patch size)")
-    if args.frames is not None and (args.frames < 1 or (args.frames - 1) % 4):
-        raise RunnerError(EXIT_USAGE, f"--frames {args.frames}: must be 4k+1 (1, 5, 9, ..., 81)")
-
-
 def selftest_setup(args, prompt: dict) -> None:
     """--selftest: the workflow scores a plain and a FastVMT run (checked before anything
     runs), and the reference is the shipped clip unless --video names another."""
@@ -97,7 +106,27 @@ def dry_run(prompt: dict, args, stdout, stderr) -> int:
     return EXIT_OK
 
 
+def servers(args) -> list[str]:
+    found = args.server or [os.environ.get("COMFYUI_SERVER", "127.0.0.1:8188")]
+    if len(found) > 1 and not args.batch:
+        raise RunnerError(EXIT_USAGE, "several --server values need --batch (a single run uses one server)")
+    return found
+
+
+def _run_batch(args, stderr) -> int:
+    if args.workflow is not None or args.selftest or args.dry_run:
+        raise RunnerError(EXIT_USAGE, "--batch takes the workflow from each job: drop the workflow argument, "
+                                      "--selftest and --dry-run")
+    if args.retries < 0:
+        raise RunnerError(EXIT_USAGE, f"--retries {args.retries}: must be 0 or more")
+    jobs = read_jobs(args.batch, args)
+    return run_batch(jobs, servers(args), args, out_dir=args.out_dir, manifest_path=args.manifest,
+                     retries=args.retries, server_wait=args.server_wait, err=stderr).code
+
+
 def _run(args, stdout, stderr) -> int:
+    if args.batch:
+        return _run_batch(args, stderr)
     if args.workflow is None and not args.selftest:
         raise RunnerError(EXIT_USAGE, "name a workflow (an .api.json file or a shipped example), or use --selftest")
     prompt = load_workflow(args.workflow or selftest.WORKFLOW)
@@ -105,7 +134,7 @@ def _run(args, stdout, stderr) -> int:
     selftest_setup(args, prompt)
     if args.dry_run:
         return dry_run(prompt, args, stdout, stderr)
-    result = run_prompt(Client(args.server), prompt, args, stdout, stderr)
+    result = run_prompt(Client(servers(args)[0]), prompt, args, stdout, stderr)
     if args.selftest:
         try:
             print(selftest.summary(result.prompt, result.entry, result.stats, result.seconds, result.paths),

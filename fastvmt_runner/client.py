@@ -30,10 +30,20 @@ def json_or_text(raw: bytes):
         return raw.decode("utf-8", "replace")
 
 
+def unused_path(path: Path) -> Path:
+    """``path``, or ``name_2.ext``, ``name_3.ext``, ... when it exists."""
+    n = 2
+    candidate = path
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}_{n}{path.suffix}")
+        n += 1
+    return candidate
+
+
 class Client:
     """One ComfyUI server: its address, a ``client_id`` for its websocket, and a session."""
 
-    def __init__(self, server: str, timeout: float = 30.0):
+    def __init__(self, server: str, timeout: float = 30.0, upload_cache: dict | None = None):
         server = server.strip().rstrip("/")
         if "://" not in server:
             server = "http://" + server
@@ -41,6 +51,11 @@ class Client:
         self.timeout = timeout
         self.client_id = uuid.uuid4().hex
         self.session = requests.Session()
+        # (local file, size, mtime, subfolder) -> its name on the server: a batch uploads once
+        self.upload_cache = {} if upload_cache is None else upload_cache
+        # A batch keeps same-named different files apart: ComfyUI then reuses an identical
+        # file of that name or picks "name (2).ext".
+        self.overwrite_uploads = upload_cache is None
 
     @property
     def ws_url(self) -> str:
@@ -77,23 +92,33 @@ class Client:
                                            "JSON: is this ComfyUI?") from None
 
     def upload(self, path: Path, subfolder: str = "") -> str:
-        """Upload a local file into ComfyUI's input folder; returns the name to use in a widget."""
+        """Upload a local file into ComfyUI's input folder; returns the name to use in a widget.
+        A file this client (or its batch) already uploaded, unchanged, is not sent again."""
+        st = path.stat()
+        cache_key = (str(path.resolve()), st.st_size, st.st_mtime_ns, subfolder)
+        if cache_key in self.upload_cache:
+            return self.upload_cache[cache_key]
         ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         with open(path, "rb") as fh:
             r = self._request("POST", "/upload/image", files={"image": (path.name, fh, ctype)},
-                              data={"type": "input", "overwrite": "true", "subfolder": subfolder})
+                              data={"type": "input", "subfolder": subfolder,
+                                    **({"overwrite": "true"} if self.overwrite_uploads else {})})
         if r.status_code != 200:
             raise RunnerError(EXIT_FAILED, f"upload of {path} failed: HTTP {r.status_code} {r.content[:200]!r}")
         info = r.json()
         name = info["name"]
-        return f"{info['subfolder']}/{name}" if info.get("subfolder") else name
+        self.upload_cache[cache_key] = f"{info['subfolder']}/{name}" if info.get("subfolder") else name
+        return self.upload_cache[cache_key]
 
-    def download(self, entry: dict, dest_dir: Path) -> Path:
-        """Download one output file (an entry of a history output) into ``dest_dir``."""
+    def download(self, entry: dict, dest_dir: Path, overwrite: bool = True) -> Path:
+        """Download one output file (an entry of a history output) into ``dest_dir``; with
+        ``overwrite=False`` an existing file there is kept and the download gets a new name."""
         params = {"filename": entry["filename"], "subfolder": entry.get("subfolder", ""),
                   "type": entry.get("type", "output")}
         dest_dir.mkdir(parents=True, exist_ok=True)
         dest = dest_dir / entry["filename"]
+        if not overwrite:
+            dest = unused_path(dest)
         with self._request("GET", "/view", params=params, stream=True) as r:
             r.raise_for_status()
             with open(dest, "wb") as f:

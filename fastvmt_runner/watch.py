@@ -161,9 +161,10 @@ async def _open_websocket(client: Client, box: dict, progress: Progress, deadlin
     return watcher
 
 
-async def submit_and_watch(client: Client, prompt: dict, progress: Progress, deadline, stderr):
+async def submit_and_watch(client: Client, prompt: dict, progress: Progress, deadline, stderr, on_queued=None):
     """Queue ``prompt`` (the runner's error with the node errors if refused) and follow it;
-    returns (outcome, data with "prompt_id"); outcome "no-ws" or "closed": poll /history."""
+    returns (outcome, data with "prompt_id"); outcome "no-ws" or "closed": poll /history.
+    ``on_queued(prompt_id)`` runs as soon as the server has accepted it."""
     box = {}
     watcher = await _open_websocket(client, box, progress, deadline, stderr)
     status, body = await asyncio.to_thread(client.post_json, "/prompt", {"prompt": prompt,
@@ -174,6 +175,8 @@ async def submit_and_watch(client: Client, prompt: dict, progress: Progress, dea
         raise RunnerError(EXIT_REJECTED, "ComfyUI rejected the prompt:\n" + format_node_errors(prompt, body))
     box["id"] = body["prompt_id"]
     print(f"queued prompt {box['id']}", file=stderr)
+    if on_queued is not None:
+        on_queued(box["id"])
     if watcher is None:
         return "no-ws", {"prompt_id": box["id"]}
     try:

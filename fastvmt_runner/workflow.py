@@ -116,6 +116,16 @@ def file_args(args) -> FileArgs:
 # overrides
 # ---------------------------------------------------------------------------
 
+def check_size_flags(args) -> None:
+    for flag in ("width", "height"):
+        v = getattr(args, flag)
+        if v is not None and (v < 16 or v % 16):
+            raise RunnerError(EXIT_USAGE, f"--{flag} {v}: must be a multiple of 16 (Wan's VAE and patch size)")
+    if args.frames is not None and (args.frames < 1 or (args.frames - 1) % 4):
+        raise RunnerError(EXIT_USAGE, f"--frames {args.frames}: must be 4k+1 (1, 5, 9, ..., 81)")
+
+
+
 def text_sources(prompt: dict, sampler_input: str) -> list[str]:
     """Ids of the nodes with a ``text`` widget that feed a sampler's ``sampler_input``."""
     found = []

@@ -30,6 +30,9 @@ COVERED_BY = {
     "python fastvmt_runner.py --selftest":
         "tests/test_runner_host.py::test_selftest_prints_both_scores_and_writes_the_side_by_side_video",
     "python -m fastvmt_runner": "tests/test_runner_host.py::test_the_runner_runs_by_path_from_anywhere_and_as_a_module",
+    "python fastvmt_runner.py --batch":
+        "tests/test_batch_runner_host.py::test_ctrl_c_stops_the_batch_and_the_rerun_does_each_job_once",
+    "python -m bench.soak": "tests/test_soak_host.py::test_soak_command_runs",
     "python -m pytest tests": ".ci/run",
     "python -m bench.amf": "tests/test_core_standalone.py::test_amf_benchmark_command_runs",
     "python -m bench.sampling": "tests/test_bench_sampling.py",

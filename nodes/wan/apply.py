@@ -45,16 +45,20 @@ def apply_fastvmt(model_patcher, motion: MotionReference, settings: FastVMTSetti
     return clone, resolved
 
 
-def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, noise, latent_image, denoise_mask,
-                            disable_pbar, *, motion: MotionReference, settings: FastVMTSettings,
-                            report: dict | None = None, controls=None):
+def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, noise, latent_image=None,
+                            denoise_mask=None, disable_pbar=False, *args, motion: MotionReference,
+                            settings: FastVMTSettings, report: dict | None = None, controls=None, **kwargs):
+    """KSAMPLER.sample's arguments, as the SAMPLER_SAMPLE chain passes them (the same eight in
+    0.3.64 and v0.38); ``args`` / ``kwargs``: whatever a later ComfyUI adds (v0.38 added
+    ``latent_shapes=`` one level up, to OUTER_SAMPLE and inner_sample), handed on unchanged."""
     plan = guided_range(guider.inner_model.model_sampling, sigmas, noise, settings.guided_fraction)
     if plan.n_guided == 0:
         summary = unguided_summary(settings.mode, plan)
         log.info("%s", summary["text"])
         if report is not None:
             report.update(summary)
-        return executor(guider, sigmas, extra_args, callback, noise, latent_image, denoise_mask, disable_pbar)
+        return executor(guider, sigmas, extra_args, callback, noise, latent_image, denoise_mask, disable_pbar,
+                        *args, **kwargs)
     check_ksampler(executor.class_obj)
     geometry = wan_geometry(guider.model_patcher)
     check_motion_matches(motion, geometry, noise.shape)
@@ -77,7 +81,7 @@ def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, nois
     try:
         out = continue_sampler_chain(executor, guided, guider, sigmas, extra_args,
                                      progress.outer if callback is not None else None, noise, latent_image,
-                                     denoise_mask, disable_pbar)
+                                     denoise_mask, disable_pbar, *args, **kwargs)
     finally:
         summary = run_summary(ctx, plan, time.perf_counter() - start)
         summary["memory"] = dataclasses.asdict(memory)

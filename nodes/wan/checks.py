@@ -123,13 +123,33 @@ def check_ksampler(sampler) -> None:
                          f"{type(sampler).__name__}. Pick a sampler from KSamplerSelect or the KSampler list.")
 
 
-def no_gradient_message(base_model) -> str:
+# Why a gradient pass lost the latent's gradient, where the pass could tell (lost_gradient_message).
+_LOST_GRADIENT_CAUSES = {
+    "no_grad": "ComfyUI ran the model under torch.no_grad() (a node or ComfyUI wraps the model call without "
+               "autograd), so the guidance pass lost the latent's gradient. ",
+    "detached": "the latent reached the Wan DiT detached from autograd (a node or ComfyUI copied the model "
+                "input without it). ",
+}
+MULTIGPU_NO_GRAD = ("model: ComfyUI ran the model under torch.no_grad() (multi-GPU cond batching, "
+                    "`_calc_cond_batch_multigpu`): FastVMT guidance needs gradients; use one GPU / disconnect the "
+                    "MultiGPU node.")
+
+
+def lost_gradient_message(base_model, cause: str | None) -> str:
+    """The error for a gradient pass whose motion-block queries do not depend on the latent:
+    ``cause`` "multigpu", "no_grad", "detached", or None (a weight format, kernel or patch)."""
+    if cause == "multigpu":
+        return MULTIGPU_NO_GRAD
+    return no_gradient_message(base_model, _LOST_GRADIENT_CAUSES.get(cause, ""))
+
+
+def no_gradient_message(base_model, cause: str = "") -> str:
     """The error for a model whose forward does not carry a gradient back to the latent."""
     dm = base_model.diffusion_model
     linear = dm.blocks[0].self_attn.q
     fmt = (f"{type(dm).__name__}, weights {linear.weight.dtype} in {type(linear).__module__}."
            f"{type(linear).__qualname__}, compute dtype {base_model.manual_cast_dtype or base_model.get_dtype()}")
-    return ("model: FastVMT needs the gradient of the motion block's queries/keys with respect to the latent, "
+    return (f"model: {cause}FastVMT needs the gradient of the motion block's queries/keys with respect to the latent, "
             f"and this model's forward does not carry one ({fmt}). A weight format, kernel or model patch runs "
             "without autograd. Load the model with 'Load Diffusion Model' and weight_dtype 'default' (or "
             "ComfyUI-GGUF's loader), and remove nodes that wrap the model call between the loader and the "

@@ -1,4 +1,5 @@
-"""Every ComfyUI internal the sampler hook relies on, each with why (ComfyUI 0.3.64).
+"""Every ComfyUI internal the sampler hook relies on, each with why (ComfyUI 0.3.64; call
+shapes of v0.38 read and simulated in tests/test_comfy_forward_compat_host.py).
 
 The other modules of ``nodes/wan`` reach ComfyUI only through this one, so a ComfyUI
 release that moves one of these names breaks here, and tests/test_comfy_compat_host.py
@@ -56,12 +57,12 @@ def add_sampler_wrapper(model_patcher, fn) -> None:
     model_patcher.add_wrapper_with_key(SAMPLER_SAMPLE, WRAPPER_KEY, fn)
 
 
-def continue_sampler_chain(executor, sampler, *args):
-    """What ``executor(*args)`` does (the wrappers after ours, then ``sample``), with our
-    ``sampler`` in place of the one ComfyUI built: WrapperExecutor has no public way to
+def continue_sampler_chain(executor, sampler, *args, **kwargs):
+    """What ``executor(*args, **kwargs)`` does (the wrappers after ours, then ``sample``), with
+    our ``sampler`` in place of the one ComfyUI built: WrapperExecutor has no public way to
     swap its class_obj, so the chain from our position on (``idx + 1``) is rebuilt."""
     return patcher_extension.WrapperExecutor.new_class_executor(
-        sampler.sample, sampler, executor.wrappers, executor.idx + 1).execute(*args)
+        sampler.sample, sampler, executor.wrappers, executor.idx + 1).execute(*args, **kwargs)
 
 
 def guidance_pass_options(model_options: dict) -> dict:
@@ -86,6 +87,31 @@ def add_pass_wrapper(model_options: dict, fn) -> None:
 def clip_tokens(args, kwargs):
     """The CLIP-vision tokens of a WanModel._forward(x, timestep, context, clip_fea, ...) call."""
     return args[3] if len(args) > 3 else kwargs.get("clip_fea")
+
+
+def dit_transformer_options(args, kwargs) -> dict:
+    """The transformer_options of a WanModel._forward(x, timestep, context, clip_fea,
+    time_dim_concat, transformer_options, **kwargs) call."""
+    return (args[5] if len(args) > 5 else kwargs.get("transformer_options")) or {}
+
+
+# ---- multi-GPU (v0.38) ---------------------------------------------------------------
+
+# v0.38's MultiGPU node puts per-device model clones here; _calc_cond_batch then runs
+# _calc_cond_batch_multigpu, whose model calls run under torch.no_grad() (0.3.64 has neither).
+_MULTIGPU_CLONES = "multigpu_clones"
+# ... and each of those calls gets this transformer_options entry (its device).
+_MULTIGPU_DEVICE = "multigpu_thread_device"
+
+
+def multigpu_cond_batching(model_options: dict) -> bool:
+    """Whether calc_cond_batch would split this call across GPUs, without autograd."""
+    return _MULTIGPU_CLONES in model_options
+
+
+def multigpu_model_call(transformer_options: dict) -> bool:
+    """Whether this model call is one of _calc_cond_batch_multigpu's (run under no_grad)."""
+    return _MULTIGPU_DEVICE in transformer_options
 
 
 # ---- attention -----------------------------------------------------------------------
@@ -132,6 +158,42 @@ def block_inputs(args: dict):
 
 def block_output(x) -> dict:
     return {"img": x}
+
+
+def block_args_for_recompute(args: dict) -> dict:
+    """The block's args with a copy of transformer_options of its own: v0.38's forward_orig
+    sets ``transformer_options["block_index"]`` in one dict shared by all blocks, so a block
+    recomputed in backward (checkpoint) would otherwise see the last block's index."""
+    to = args.get("transformer_options")
+    return args if to is None else {**args, "transformer_options": dict(to)}
+
+
+def prepended_tokens(diffusion_model, dit_kwargs: dict) -> int:
+    """Tokens forward_orig puts before the latent's own: a Wan Fun reference image
+    (``reference_latent``, one token per ref_conv patch of its H x W), when a cond gives one."""
+    ref = dit_kwargs.get("reference_latent")
+    if getattr(diffusion_model, "ref_conv", None) is None or ref is None:
+        return 0
+    _, ph, pw = diffusion_model.patch_size
+    return (ref.shape[-2] // ph) * (ref.shape[-1] // pw)
+
+
+def main_token_inputs(x, e0, freqs, start: int, count: int):
+    """Block inputs (hidden state, time modulation, RoPE freqs) cut to the latent's own
+    ``count`` tokens from ``start``. forward_orig's sequence is [prepended reference tokens]
+    [the latent's grid tokens][appended tokens: time_dim_concat frames, v0.38's
+    context_latents]; freqs has one row per token (appended streams have their own RoPE
+    rows), and per-token modulation is expanded as the block does (repeat_e) before the cut."""
+    s = x.shape[1]
+    if start + count > s or freqs.shape[1] != s:
+        raise RuntimeError(f"FastVMT: a Wan block got {s} tokens with RoPE for {freqs.shape[1]}; the latent has "
+                           f"{count} tokens from token {start}. This ComfyUI lays out Wan's tokens in a way FastVMT "
+                           "does not know (nodes/wan/comfy_compat.py, main_token_inputs).")
+    if start == 0 and count == s:
+        return x, e0, freqs
+    if e0.ndim == 4 and e0.shape[1] > 1:  # per-token (or per-frame) modulation
+        e0 = wan_model.repeat_e(e0, x)[:, start:start + count]
+    return x[:, start:start + count], e0, freqs[:, start:start + count]
 
 
 def run_original_block(args: dict, extra: dict):

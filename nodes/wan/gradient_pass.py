@@ -17,8 +17,11 @@ from dataclasses import dataclass
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from .comfy_compat import (OUTSIDE_BLOCKS_ON_X_PATH, attention_backend_name, attention_override, clip_tokens,
-                           float8_dtypes, run_block, sdpa_attention, set_attention_override)
+from .checks import lost_gradient_message
+from .comfy_compat import (OUTSIDE_BLOCKS_ON_X_PATH, attention_backend_name, attention_override,
+                           block_args_for_recompute, clip_tokens, dit_transformer_options, float8_dtypes,
+                           multigpu_cond_batching, multigpu_model_call, prepended_tokens, run_block, sdpa_attention,
+                           set_attention_override)
 
 log = logging.getLogger("FastVMT")
 
@@ -111,22 +114,46 @@ def call_with_params(module, fn, *args, grad_safe=(), skip=(), compute_dtype=Non
 def diffusion_model_wrapper(executor, *args, state: dict, **kwargs):
     """In gradient passes, run the DiT with detached weights and the embedding/head parameters
     made savable (blocks do their own). Also records what forward_orig passes to every
-    block besides the patch args."""
-    x = args[0]
+    block besides the patch args, where the latent's tokens start, and whether the DiT got
+    autograd. ComfyUI's arguments, whatever they are, go on unchanged (in a closure, so
+    none can clash with call_with_params' own keywords)."""
+    x = args[0] if args else kwargs["x"]
     clip_fea = clip_tokens(args, kwargs)
     state["context_img_len"] = clip_fea.shape[-2] if clip_fea is not None else None
+    state["prepended_tokens"] = prepended_tokens(executor.class_obj, kwargs)
+    state["dit_grad"] = (torch.is_grad_enabled(), bool(x.requires_grad))
+    state["multigpu"] = multigpu_model_call(dit_transformer_options(args, kwargs))
     if not wants_grad(x):
         return executor(*args, **kwargs)
-    return call_with_params(executor.class_obj, lambda _m, *a, **kw: executor(*a, **kw), *args,
+    return call_with_params(executor.class_obj, lambda _m: executor(*args, **kwargs),
                             grad_safe=OUTSIDE_BLOCKS_ON_X_PATH, skip=("blocks.",), compute_dtype=torch.float32,
-                            counter=state.get("counter"),
-                            **kwargs)
+                            counter=state.get("counter"))
+
+
+def check_gradient_path(model_options: dict, base_model) -> None:
+    """Before a gradient pass: refuse a model-call path that runs without autograd by design."""
+    if multigpu_cond_batching(model_options):
+        raise ValueError(lost_gradient_message(base_model, "multigpu"))
+
+
+def check_gradient_kept(q, state: dict, base_model) -> None:
+    """After a gradient pass: the motion block's queries must hang on the latent's graph.
+    A no_grad inside ComfyUI's model call cannot be undone from here (the model input was
+    already computed without autograd), so the cause is named instead."""
+    if q.grad_fn is not None:
+        return
+    grad_mode, input_grad = state.get("dit_grad", (True, True))
+    cause = "multigpu" if state.get("multigpu") else "no_grad" if not grad_mode else \
+        "detached" if not input_grad else None
+    raise ValueError(lost_gradient_message(base_model, cause))
 
 
 def gradient_block(block, block_index: int, args: dict, state: dict, x, kept_blocks: int):
     """Block ``block_index`` of a gradient pass on hidden state ``x``, its parameters made
     savable inside. Its activations (and any fp8 casts) stay saved until backward when
     ``block_index < kept_blocks``; otherwise it runs under a per-block checkpoint."""
+    args = block_args_for_recompute(args)
+
     def run(img):
         return call_with_params(block, lambda b, i: run_block(b, args, state.get("context_img_len"), i), img,
                                 grad_safe=("",), compute_dtype=img.dtype, counter=state.get("counter"))

@@ -16,10 +16,10 @@ import torch
 
 from fastvmt_core import head_mean
 from .comfy_compat import (QK_PARAMS, add_block_patch, add_pass_wrapper, block_inputs, block_output, block_qk,
-                           calc_cond_batch, guidance_pass_options, run_original_block)
+                           calc_cond_batch, guidance_pass_options, main_token_inputs, run_original_block)
 from .geometry import token_grid
-from .gradient_pass import (PassCounter, call_with_params, diffusion_model_wrapper, gradient_block, use_attention_with_backward,
-                            wants_grad)
+from .gradient_pass import (PassCounter, call_with_params, check_gradient_kept, check_gradient_path,
+                            diffusion_model_wrapper, gradient_block, use_attention_with_backward, wants_grad)
 
 
 @dataclass(frozen=True)
@@ -75,9 +75,13 @@ def capture_qk(spec: QKPass, x, sigma, counter: PassCounter):
     says; returns the motion block's q, k [B, F, H, W, head_dim]."""
     dm = spec.base_model.diffusion_model
     opts = guidance_pass_options(spec.model_options)
-    if wants_grad(x):
+    grad_pass = wants_grad(x)
+    if grad_pass:
+        check_gradient_path(opts, spec.base_model)
         use_attention_with_backward(opts)
-    captured, state = {}, {"counter": counter}
+    f, h, w = token_grid(x.shape, dm.patch_size)
+    # The motion block's patch cuts its input to these tokens (main_token_inputs).
+    captured, state = {}, {"counter": counter, "grid_tokens": f * h * w}
     for i, patch in enumerate(_block_patches(spec, dm.blocks, counter, captured, state)):
         opts = add_block_patch(opts, patch, i)
     add_pass_wrapper(opts, functools.partial(diffusion_model_wrapper, state=state))
@@ -92,10 +96,8 @@ def capture_qk(spec: QKPass, x, sigma, counter: PassCounter):
             raise RuntimeError(f"FastVMT: the Wan model finished without reaching block {spec.motion_block}; "
                                "another node may have replaced its blocks")
         q, k = captured["qk"]
-    f, h, w = token_grid(x.shape, dm.patch_size)
-    n = f * h * w
-    # Variants that prepend reference tokens (ref_conv) keep the video tokens last.
-    q, k = (q[:, -n:], k[:, -n:]) if getattr(dm, "ref_conv", None) is not None else (q[:, :n], k[:, :n])
+    if grad_pass:
+        check_gradient_kept(q, state, spec.base_model)
     return q.reshape(-1, f, h, w, q.shape[-1]), k.reshape(-1, f, h, w, k.shape[-1])
 
 
@@ -105,7 +107,7 @@ def _block_patches(spec: QKPass, blocks, counter, captured, state) -> list:
     patches = []
     for i in range(extent.last + 1):
         if i == spec.motion_block and extent.stops_in_motion_block:
-            patch = _capture_patch(blocks[i], counter, spec.flow_definition)
+            patch = _capture_patch(blocks[i], counter, state, spec.flow_definition)
         elif i == spec.motion_block:
             patch = _record_and_continue(blocks[i], i, counter, captured, state, spec.kept_blocks,
                                          spec.flow_definition)
@@ -117,7 +119,10 @@ def _block_patches(spec: QKPass, blocks, counter, captured, state) -> list:
     return patches
 
 
-def _motion_qk(block, x, e0, freqs, counter: PassCounter, flow_definition: str):
+def _motion_qk(block, args: dict, state: dict, counter: PassCounter, flow_definition: str):
+    """The motion block's Q/K of the latent's own tokens (reference tokens before them and
+    appended ones, v0.38's context_latents, are cut off with their RoPE rows)."""
+    x, e0, freqs = main_token_inputs(*block_inputs(args), state.get("prepended_tokens", 0), state["grid_tokens"])
     reduce_heads = functools.partial(head_mean, flow_definition)
     if wants_grad(x):
         return call_with_params(block, block_qk, x, e0, freqs, reduce_heads, grad_safe=QK_PARAMS,
@@ -135,10 +140,10 @@ def _pass_through_patch(block, index: int, counter: PassCounter, state: dict, ke
     return patch
 
 
-def _capture_patch(block, counter: PassCounter, flow_definition: str):
+def _capture_patch(block, counter: PassCounter, state: dict, flow_definition: str):
     def patch(args, extra):
         counter.blocks += 1
-        raise _MotionBlockReached(*_motion_qk(block, *block_inputs(args), counter, flow_definition))
+        raise _MotionBlockReached(*_motion_qk(block, args, state, counter, flow_definition))
     return patch
 
 
@@ -147,8 +152,8 @@ def _record_and_continue(block, index: int, counter: PassCounter, captured: dict
     """The motion block when the pass goes on: record its Q/K, then run it."""
     def patch(args, extra):
         counter.blocks += 1
-        x, e0, freqs = block_inputs(args)
-        captured["qk"] = _motion_qk(block, x, e0, freqs, counter, flow_definition)
+        x, _, _ = block_inputs(args)
+        captured["qk"] = _motion_qk(block, args, state, counter, flow_definition)
         if not wants_grad(x):
             return run_original_block(args, extra)
         return block_output(gradient_block(block, index, args, state, x, kept_blocks))

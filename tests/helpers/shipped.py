@@ -9,24 +9,8 @@ from __future__ import annotations
 
 import json
 
+from comfy_host import stand_in_text_encoders
 from tests.helpers.workflows import WORKFLOW_DIR
-
-
-def stand_in_text_encoders(prompt: dict) -> dict:
-    """CLIPTextEncode -> FastVMTTestConditioning (same text), CLIPLoader removed."""
-    out = {}
-    for nid, node in prompt.items():
-        if node["class_type"] == "CLIPLoader":
-            continue
-        node = json.loads(json.dumps(node))
-        if node["class_type"] == "CLIPTextEncode":
-            node = {"class_type": "FastVMTTestConditioning", "_meta": node.get("_meta", {}),
-                    "inputs": {"seed": int(nid), "tokens": 8, "text": node["inputs"]["text"]}}
-        out[nid] = node
-    dangling = [nid for nid, n in out.items() for v in n["inputs"].values()
-                if isinstance(v, list) and len(v) == 2 and v[0] not in out]
-    assert not dangling, f"nodes still linked to a removed loader: {dangling}"
-    return out
 
 
 def tiny_api(name: str, *, unet: str, vae: str, width: int = 64, height: int = 48, length: int = 9,
