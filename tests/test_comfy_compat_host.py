@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from comfy_host import pack_module
-from tests.helpers.graphs import BLOCK, FRAMES, LAT_H, LAT_W, base_builder, inspect
+from tests.helpers.graphs import BLOCK, FRAMES, LAT_H, LAT_W, base_builder, node_outputs
 
 TABLES = ("SINGLE_STEP", "MULTISTEP", "WHOLE_CALL", "NO_SINGLE_STEP")
 
@@ -26,18 +26,9 @@ def compat(fastvmt_pack):
 def loaded(run_graph, tiny_wan, fastvmt_pack):
     """The loader's model, the test conditioning and latent, and an extracted motion, as
     base_builder's nodes produce them (real UNETLoader and Extract Motion)."""
-    return _outputs(run_graph, base_builder(tiny_wan), ("model", "pos", "empty", "motion"))
+    return node_outputs(run_graph, base_builder(tiny_wan), ("model", "pos", "empty", "motion"))
 
 
-def _outputs(run_graph, g, names) -> dict:
-    """The values of the named nodes of GraphBuilder ``g`` (each shown to an inspect node, so
-    it runs; the sampler and its output are taken out)."""
-    for node in ("out", "sample", "neg"):
-        g.remove_node(node)
-    for name in names:
-        inspect(g, g.lookup_node(name), f"show_{name}")
-    r = run_graph(g.finalize()).raise_for_error()
-    return {name: r.output(name, 0) for name in names}
 
 
 def _sampler_functions():
@@ -66,7 +57,7 @@ def test_every_ksampler_sampler_is_classified(compat):
 
 @pytest.fixture(scope="module")
 def two_block_wan(comfy, run_graph, fastvmt_pack):
-    out = _outputs(run_graph, base_builder(comfy.tiny_wan(num_layers=2)), ("model", "pos", "empty"))
+    out = node_outputs(run_graph, base_builder(comfy.tiny_wan(num_layers=2)), ("model", "pos", "empty"))
     return out["model"], out["pos"], out["empty"]["samples"]
 
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from comfy_host import pack_module
-from tests.helpers.graphs import BLOCK, FRAMES, LAT_H, LAT_W, base_builder, inspect
+from tests.helpers.graphs import BLOCK, FRAMES, LAT_H, LAT_W, base_builder, node_outputs
 
 GRID = FRAMES * (LAT_H // 2) * (LAT_W // 2)   # the latent's tokens (patch 1 x 2 x 2)
 FRAME_TOKENS = (LAT_H // 2) * (LAT_W // 2)
@@ -33,19 +33,11 @@ def compat(fastvmt_pack):
     return pack_module("nodes.wan.comfy_compat")
 
 
-def _outputs(run_graph, g, names) -> dict:
-    """The values of the named nodes of base_builder's graph ``g`` (the sampler taken out)."""
-    for node in ("out", "sample", "neg"):
-        g.remove_node(node)
-    for name in names:
-        inspect(g, g.lookup_node(name), f"show_{name}")
-    r = run_graph(g.finalize()).raise_for_error()
-    return {name: r.output(name, 0) for name in names}
 
 
 @pytest.fixture(scope="module")
 def loaded(run_graph, tiny_wan, fastvmt_pack):
-    return _outputs(run_graph, base_builder(tiny_wan), ("model", "pos", "empty", "motion"))
+    return node_outputs(run_graph, base_builder(tiny_wan), ("model", "pos", "empty", "motion"))
 
 
 def _guided(loaded, model=None, **settings):
@@ -181,7 +173,7 @@ def ref_conv_wan(comfy, run_graph, fastvmt_pack):
                          cross_attn_norm=True, eps=1e-6, in_dim_ref_conv=16, operations=comfy_ops.disable_weight_init)
         save_file({k: init_tensor(k, v.shape, 0).contiguous() for k, v in m.state_dict().items()}, str(path))
         comfy.refresh_file_lists()
-    return _outputs(run_graph, base_builder(path.name), ("model", "pos", "empty"))
+    return node_outputs(run_graph, base_builder(path.name), ("model", "pos", "empty"))
 
 
 def _real_block_qk(compat, base_model, conds, x, sigma, model_options):

@@ -32,6 +32,7 @@ import pytest
 
 import comfy_host
 import fastvmt_runner
+from bench import soak_setup
 from fastvmt_runner import selftest
 from tests.helpers.workflows import WORKFLOW_DIR, check_ui_workflow, load_builder, ui_files
 
@@ -89,28 +90,9 @@ def _tiny_workflow(tmp_path, src=MAIN_API) -> Path:
     return path
 
 
-def write_test_clip(path: Path, frames: int = 33, width: int = 96, height: int = 64) -> Path:
-    """A small H.264 clip made here (no test data outside the repository): a bright disc
-    moving right and down over a gradient, at 16 fps."""
-    import av
-    import numpy as np
-    ys, xs = np.mgrid[0:height, 0:width]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=16)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for t in range(frames):
-            img = np.stack([xs * 255 // width, ys * 255 // height, np.full_like(xs, 64)], -1).astype(np.uint8)
-            img[(xs - 10 - 2 * t) ** 2 + (ys - 10 - t) ** 2 < 64] = 255
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
 @pytest.fixture(scope="session")
 def source_video(tmp_path_factory) -> Path:
-    return write_test_clip(tmp_path_factory.mktemp("clip") / "source.mp4")
+    return soak_setup.write_clip(tmp_path_factory.mktemp("clip") / "source.mp4")
 
 
 def _read_video(path: Path):

@@ -77,6 +77,17 @@ def inspect(g, node, node_id=None):
     return g.node("FastVMTTestInspect", node_id or f"out_{node.id}", value=node.out(0))
 
 
+def node_outputs(run_graph, g, names) -> dict:
+    """The values of the named nodes of base_builder's graph ``g``: each is shown to an
+    inspect node, so it runs; the sampler and its output are taken out."""
+    for node in ("out", "sample", "neg"):
+        g.remove_node(node)
+    for name in names:
+        inspect(g, g.lookup_node(name), f"show_{name}")
+    r = run_graph(g.finalize()).raise_for_error()
+    return {name: r.output(name, 0) for name in names}
+
+
 def ksampler_like(g, node_id, sample, **inputs):
     """A stock KSampler with the inputs of the Guidance Sampler node ``sample`` less motion and
     settings, ``inputs`` replacing some of them."""
