@@ -19,6 +19,7 @@ guidance runs exactly the code it ran before the controls existed.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -213,6 +214,19 @@ def tile_weights(region: torch.Tensor, tile: tuple[int, int]) -> torch.Tensor:
     total = F.pad(region, pad).reshape(f, ny, th, nx, tw).sum(dim=(2, 4))
     count = F.pad(torch.ones_like(region), pad).reshape(f, ny, th, nx, tw).sum(dim=(2, 4))
     return (total / count).reshape(f, ny * nx)
+
+
+def controls_for_frames(controls: MotionControls | None, frames) -> MotionControls | None:
+    """The controls of one window of latent ``frames`` (a context window): the token regions
+    cut to those frames. ``latent_region`` stays whole (it masks the whole latent)."""
+    if controls is None or frames is None:
+        return controls
+    index = torch.as_tensor(list(frames), dtype=torch.long)
+
+    def cut(region):
+        return None if region is None else region.index_select(0, index.to(region.device))
+    return dataclasses.replace(controls, reference_region=cut(controls.reference_region),
+                               generation_region=cut(controls.generation_region))
 
 
 def motion_targets(flow: MotionFlow, controls: MotionControls | None):

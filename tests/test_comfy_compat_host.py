@@ -169,3 +169,43 @@ def test_wrapper_chain_reaches_the_sampler_and_later_wrappers(compat, loaded):
     assert after == ["guided_sampling"], f"the wrapper after ours ran as {after} (expected once, on ours)"
     assert report["n_guided"] == 2 and len(report["steps"]) == 2, report.get("text")
     assert torch.equal(guided, plain)
+
+
+# ---- context windows ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("schedule", ["standard_static", "standard_uniform", "looped_uniform"])
+def test_handler_windows_and_window_conds_are_what_the_handler_runs(compat, schedule):
+    """Guidance asks ComfyUI's IndexListContextHandler (as WAN Context Windows (Manual) builds
+    it) for each step's windows and cuts the conds as it does: the same windows, in the same
+    order, and the same cut conds as its own execute() gives calc_cond_batch, at every step."""
+    import comfy.model_patcher
+    from comfy_extras.nodes_context_windows import WanContextWindowsManualNode
+    patcher = comfy.model_patcher.ModelPatcher(torch.nn.Linear(1, 1), torch.device("cpu"), torch.device("cpu"))
+    out = WanContextWindowsManualNode.execute(patcher, context_length=17, context_overlap=9,
+                                              context_schedule=schedule, context_stride=1, closed_loop=False,
+                                              fuse_method="pyramid")
+    handler = compat.context_handler(out[0].model_options)
+    frames = 11
+    x = torch.zeros(1, 16, frames, 4, 6)
+    sigmas = torch.linspace(1.0, 0.0, 7)
+    opts = {"transformer_options": {"sample_sigmas": sigmas}}
+    conds = [{"per_frame": torch.arange(frames, dtype=torch.float32).reshape(1, 1, frames, 1, 1), "strength": 1.0}]
+    for sigma in sigmas[:-1]:
+        seen = []
+
+        def record(model, sub_conds, sub_x, sub_t, model_options):
+            seen.append((list(model_options["transformer_options"]["context_window"].index_list), sub_conds[0]))
+            return [torch.zeros_like(sub_x)]
+        handler.execute(record, None, [conds], x, sigma.reshape(1), opts)
+        ours = compat.handler_windows(handler, None, conds, x, sigma, opts)
+        assert ours == [w for w, _ in seen], (float(sigma), ours)
+        for w, cut in seen:
+            mine = compat.window_conds(handler, conds, x, w)
+            assert torch.equal(mine[0]["per_frame"], cut[0]["per_frame"]) and mine[0]["per_frame"].shape[2] == len(w)
+            clean = {"transformer_options": {"sample_sigmas": sigmas}}
+            exposed = compat.with_pass_window(clean, handler, w)["transformer_options"]["context_window"]
+            assert list(exposed.index_list) == w and "context_window" not in clean["transformer_options"]
+    # A video no longer than one window runs whole: no windows.
+    assert compat.handler_windows(handler, None, conds, x[:, :, :5], sigmas[0], opts) is None
+    # Guidance passes run their windows themselves: the handler is not in their options.
+    assert "context_handler" not in compat.guidance_pass_options({**out[0].model_options, **opts})

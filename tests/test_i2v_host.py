@@ -326,3 +326,39 @@ def test_ti2v_generation_with_a_motion_lacking_image_conditioning_is_refused(run
     assert msg is not None
     assert "TI2V" in msg and "Wan22ImageToVideoLatent" in msg and "Re-extract" in msg
     assert not [c for c in records if c["grad"]]
+
+
+# ---- context windows (WAN Context Windows (Manual)) -------------------------------------
+
+LONG = 17   # video frames: 5 latent frames, three windows of 3 overlapping by 2
+WINDOWS = {"context_length": 9, "context_overlap": 5, "context_schedule": "standard_static", "context_stride": 1,
+           "closed_loop": False, "fuse_method": "pyramid"}
+
+
+def _long_with_windows(g, latent_node, model_node):
+    """``g`` at LONG frames, WAN Context Windows (Manual) on the model of ``model_node``."""
+    g.lookup_node(latent_node).set_input("length", LONG)
+    g.lookup_node("ref_frames").set_input("frames", LONG)
+    g.lookup_node("motion").set_input("length", LONG)
+    windows = g.node("WanContextWindowsManual", "windows", model=g.lookup_node("rec").out(0), **WINDOWS)
+    g.lookup_node(model_node).set_input("model", windows.out(0))
+    return g
+
+
+def test_i2v_with_context_windows_is_refused_where_comfyui_leaves_the_start_image_whole(run_graph, models,
+                                                                                         tiny_vae):
+    g = _long_with_windows(concat_builder(models["wan22_i2v"], tiny_vae, clip=False), "i2v", "sample")
+    message = _error(run_graph, g.finalize())
+    assert "WAN Context Windows (Manual)" in message and "c_concat" in message and "without context windows" in message
+    # The reason: ComfyUI's own windowed sampling of this conditioning fails (when a ComfyUI
+    # cuts it, this fails and the refusal should go).
+    plain = _long_with_windows(concat_builder(models["wan22_i2v"], tiny_vae, clip=False), "i2v", "sample")
+    replace_node(plain, "sample", "KSampler", **{k: v for k, v in plain.lookup_node("sample").inputs.items()
+                                                 if k not in ("motion", "settings")})
+    assert "Sizes of tensors must match" in _error(run_graph, plain.finalize())
+
+
+def test_ti2v_with_context_windows_is_refused_by_name(run_graph, models, tiny_vae22):
+    g = _long_with_windows(masked_builder(models["ti2v"], ti2v=True, vae=tiny_vae22), "latent", "apply")
+    message = _error(run_graph, g.finalize())
+    assert "denoise_mask" in message and "other frames' noise levels" in message

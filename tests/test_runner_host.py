@@ -127,6 +127,27 @@ def test_headless_run_writes_the_video(server, tmp_path, source_video):
     print(f"headless run: {time.monotonic() - t0:.1f}s")
 
 
+def test_long_video_workflow_with_frames_runs_in_context_windows(server, tmp_path):
+    """The "long video (161 frames)" template, its lengths set by --frames: 97 frames (25
+    latent) in windows of 81 (21) overlapping by 30 (8), guided window by window."""
+    long_api = WORKFLOW_DIR / "api" / "fastvmt_wan21_t2v_long_video_161_frames.api.json"
+    wf = _tiny_workflow(tmp_path, long_api)
+    clip = soak_setup.write_clip(tmp_path / "long.mp4", frames=97)
+    code, out, err = run_runner([str(wf), "--server", server.address, "--video", str(clip), "--width", "64",
+                                 "--height", "48", "--frames", "97", "--steps", "4", "--out-dir",
+                                 str(tmp_path / "out")], subprocess_run=True, timeout=600)
+    assert code == 0, f"runner failed ({code}):\n{err}\n--- server log ---\n{server.log_tail()}"
+    assert "length = 97 (2 nodes)" in err, err
+    assert _read_video(Path(out.split()[0])) == (97, 64, 48)
+    assert "guidance ran per window, 2 windows of 21 latent frames" in server.log_tail(), server.log_tail()
+    # The clip of the template's own length is needed: a shorter one is refused before sampling.
+    short = soak_setup.write_clip(tmp_path / "short.mp4", frames=33)
+    code, _, err = run_runner([str(wf), "--server", server.address, "--video", str(short), "--width", "64",
+                               "--height", "48", "--frames", "97", "--steps", "4", "--out-dir",
+                               str(tmp_path / "out")], subprocess_run=True, timeout=600)
+    assert code != 0 and "neither looped nor stretched" in err and "at least 97 frames" in err, err
+
+
 def test_motion_library_extract_save_then_reuse_with_three_prompts(server, tmp_path, source_video):
     """Extract + Save Motion once, then Load Motion (uploaded with --motion) feeding three
     samplers with different prompts."""

@@ -102,7 +102,8 @@ def test_expected_workflows_shipped():
                      "fastvmt_wan21_t2v_extract_and_save_motion", "fastvmt_wan21_t2v_reuse_saved_motion",
                      "fastvmt_wan21_t2v_uni_pc", "fastvmt_wan22_t2v_14b_two_experts",
                      "fastvmt_wan22_i2v_14b_two_experts", "fastvmt_wan22_ti2v_5b", "fastvmt_wan21_i2v_480p",
-                     "fastvmt_selftest_wan21_t2v", "fastvmt_wan21_t2v_camera_motion_only"}
+                     "fastvmt_selftest_wan21_t2v", "fastvmt_wan21_t2v_camera_motion_only",
+                     "fastvmt_wan21_t2v_long_video_161_frames"}
     for p in ui_files():
         assert api_file_for(p).is_file(), p
         ui = json.loads(p.read_text(encoding="utf-8"))
@@ -128,6 +129,22 @@ def test_main_workflow_contents():
     assert len(texts) == 3 and texts[0] == ""  # positive, negative and the empty reference prompt
     for t in ("LoadVideo", "GetVideoComponents", "VAEDecode", "CreateVideo", "SaveVideo", "FastVMTStepSkipSettings"):
         assert t in by_type, t
+
+
+def test_long_video_workflow_samples_161_frames_in_context_windows():
+    """The "long video" template: 161 frames everywhere, WAN Context Windows (Manual) between
+    the loader and the Guidance Sampler with windows FastVMT can guide (ComfyUI's defaults)."""
+    api = json.loads((WORKFLOW_DIR / "api" / "fastvmt_wan21_t2v_long_video_161_frames.api.json").read_text("utf-8"))
+    by_type = {n["class_type"]: (nid, n["inputs"]) for nid, n in api.items()}
+    windows_id, windows = by_type["WanContextWindowsManual"]
+    assert (windows["context_length"], windows["context_overlap"], windows["context_schedule"]) == \
+        (81, 30, "standard_static")
+    assert windows["model"][0] == by_type["UNETLoader"][0]
+    assert by_type["FastVMTGuidanceSampler"][1]["model"] == [windows_id, 0]
+    assert by_type["FastVMTExtractMotion"][1]["length"] == by_type["EmptyHunyuanLatentVideo"][1]["length"] == 161
+    # Latent frames as the node converts them: windows of 21 overlapping by 8 >= the default span.
+    from fastvmt_core import FastVMTSettings
+    assert (30 - 1) // 4 + 1 >= FastVMTSettings().temporal_span
 
 
 def test_camera_motion_workflow_transfers_only_the_camera():

@@ -22,7 +22,7 @@ NODE_TYPES = (
     "SaveVideo", "LoadImage", "CLIPVisionLoader", "CLIPVisionEncode", "WanImageToVideo", "Wan22ImageToVideoLatent",
     "FastVMTExtractMotion", "FastVMTStepSkipSettings", "FastVMTGuidanceSampler", "FastVMTApplyMotion",
     "FastVMTSaveMotion", "FastVMTLoadMotion", "FastVMTMotionFidelity", "ImageFromBatch",
-    "ImageStitch",
+    "ImageStitch", "WanContextWindowsManual",
 )
 # Frontend-only node types (never sent to the server).
 VIRTUAL_TYPES = {"Note", "MarkdownNote"}

@@ -15,6 +15,7 @@ from fastvmt_core import motion_controls as controls_core  # strength, transfer,
 from ..motion import MotionReference
 from .checks import check_flow_definition, check_ksampler, check_motion_matches, resolve_settings
 from .comfy_compat import add_sampler_wrapper, continue_sampler_chain, with_sampler_function
+from .context_windows import check_guided_windows, windows_text
 from .geometry import wan_geometry
 from .guided_step import GuidanceContext, guide_latent
 from .image_to_video import generation_held, image_to_video_text
@@ -62,10 +63,12 @@ def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, nois
     check_ksampler(executor.class_obj)
     geometry = wan_geometry(guider.model_patcher)
     check_motion_matches(motion, geometry, noise.shape)
+    pass_shape = _checked_pass_shape(guider, sigmas[:plan.n_guided], noise.shape, extra_args, settings, geometry,
+                                     controls)
     reference = prepare_reference(guider, motion, geometry, settings, noise, latent_image, denoise_mask, extra_args,
                                   controls)
     gen_held = generation_held(guider, sigmas, noise, latent_image, denoise_mask, extra_args["model_options"])
-    memory = plan_memory(guider.model_patcher, noise.shape, settings)
+    memory = plan_memory(guider.model_patcher, pass_shape, settings)
     log.info("FastVMT: %s", memory.describe())
     progress = Progress(callback, plan.n_steps, plan.n_guided, settings.inner_steps)
     gen_pass = QKPass(guider.inner_model, guider.conds["positive"], extra_args["model_options"],
@@ -86,6 +89,8 @@ def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, nois
         summary = run_summary(ctx, plan, time.perf_counter() - start)
         summary["memory"] = dataclasses.asdict(memory)
         summary["text"] += f"\n  memory: {memory.describe()}"
+        if windows_text(ctx.step_log):
+            summary["text"] += f"\n  {windows_text(ctx.step_log)}"
         image_text = image_to_video_text(geometry, reference.qk_pass.conds, reference.held, gen_held)
         if image_text:
             summary["text"] += f"\n  {image_text}"
@@ -95,3 +100,14 @@ def fastvmt_sampler_wrapper(executor, guider, sigmas, extra_args, callback, nois
             report.update(summary)
     log.info("%s", summary["text"])
     return out
+
+
+def _checked_pass_shape(guider, guided_sigmas, latent_shape, extra_args, settings, geometry, controls):
+    """The latent shape one gradient pass sees: a context window's, when the model has
+    context windows (checked at every guided sigma, before any work), else the whole latent."""
+    lengths = check_guided_windows(extra_args["model_options"], guider.inner_model, guider.conds["positive"],
+                                   latent_shape, guided_sigmas, settings)
+    shapes = [(*latent_shape[:2], n, *latent_shape[3:]) for n in lengths] or [tuple(latent_shape)]
+    for shape in shapes:   # flow_definition 'released' needs each window's token grid to tile
+        check_flow_definition(settings, geometry, shape, controls)
+    return max(shapes, key=lambda sh: sh[2])

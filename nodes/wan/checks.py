@@ -64,9 +64,16 @@ def check_motion_matches(motion: MotionReference, geometry: WanGeometry, latent_
         raise ValueError(f"{where}: the reference latent is {f} frames x {h}x{w} but the latent being sampled is "
                          f"{tf} frames x {th}x{tw} (latent units: pixels/8, frames (n-1)/4+1). Extract the motion "
                          f"at the generation's width, height and length ({tw * 8}x{th * 8}, {(tf - 1) * 4 + 1} "
-                         "frames), or make the empty latent match the reference.")
+                         "frames), or make the empty latent match the reference."
+                         + (_shorter_reference(f, tf) if f < tf and (h, w) == (th, tw) else ""))
     if geometry.image_to_video == "concat":
         _check_concat_image(motion, geometry, where)
+
+
+def _shorter_reference(ref_frames: int, frames: int) -> str:
+    return (f" A reference shorter than the video is neither looped nor stretched (its {(ref_frames - 1) * 4 + 1} "
+            f"frames would map onto other frames' motion): give a clip of at least {(frames - 1) * 4 + 1} frames, "
+            "or generate as many frames as the clip has.")
 
 
 def _check_concat_image(motion: MotionReference, geometry: WanGeometry, where: str) -> None:

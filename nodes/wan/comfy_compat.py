@@ -26,6 +26,7 @@ import inspect
 import torch
 
 import comfy.clip_vision
+import comfy.context_windows
 import comfy.ldm.modules.attention as comfy_attention
 import comfy.ldm.wan.model as wan_model
 import comfy.model_base
@@ -68,13 +69,76 @@ def continue_sampler_chain(executor, sampler, *args, **kwargs):
 def guidance_pass_options(model_options: dict) -> dict:
     """A per-pass copy of the model options without the sampling-step wrappers and without
     TorchCompileModel's wrapper (per-pass patches and grad mode would recompile the graph on
-    every pass: dynamo's recompile limit was hit within one guided step)."""
+    every pass: dynamo's recompile limit was hit within one guided step), and without the
+    context handler: a pass is one window already, and the handler's step bookkeeping fails
+    at a reference sigma that is not one of the sampler's."""
     opts = comfy.model_patcher.create_model_options_clone(model_options)
     to = opts.setdefault("transformer_options", {})
     wrappers = {kind: fns for kind, fns in to.get("wrappers", {}).items() if kind not in SAMPLING_STEP_WRAPPERS}
     if COMPILE_KEY in wrappers.get(_APPLY_MODEL, {}):
         wrappers[_APPLY_MODEL] = {k: v for k, v in wrappers[_APPLY_MODEL].items() if k != COMPILE_KEY}
     to["wrappers"] = wrappers
+    opts.pop(_CONTEXT_HANDLER, None)
+    return opts
+
+
+# ---- context windows -------------------------------------------------------------------
+# WAN Context Windows (Manual) puts an IndexListContextHandler here; calc_cond_batch then runs
+# each window of latent frames separately. Guidance passes run their windows themselves
+# (nodes/wan/context_windows.py), so their model options go without it.
+_CONTEXT_HANDLER = "context_handler"
+LATENT_FRAME_DIM = 2   # Wan latents [B, C, F, H, W]: the dim a Wan context handler windows
+
+
+def context_handler(model_options: dict):
+    """The run's context handler, or None."""
+    return model_options.get(_CONTEXT_HANDLER)
+
+
+def handler_windows(handler, base_model, conds: list, x, sigma, model_options: dict) -> list[list[int]] | None:
+    """The index lists of the windows ``handler`` runs on latent ``x`` at ``sigma`` (one of
+    the call's sample_sigmas), as its execute() would, or None when it runs the whole latent.
+    Raises TypeError for a handler that is not ComfyUI's index-list one."""
+    if not isinstance(handler, comfy.context_windows.IndexListContextHandler):
+        raise TypeError(type(handler).__name__)
+    timestep = torch.as_tensor(sigma, dtype=torch.float32).reshape(1)   # on the sample_sigmas' device
+    if not handler.should_use_context(base_model, [conds], x, timestep, model_options):
+        return None
+    handler.set_step(timestep, model_options)   # the uniform schedules shift their windows per step
+    return [list(w.index_list) for w in handler.get_context_windows(base_model, x, model_options)]
+
+
+def handler_dim(handler) -> int:
+    return handler.dim
+
+
+def window_conds(handler, conds: list, x, frames: list[int]) -> list:
+    """``conds`` (processed, for the whole latent ``x``) cut to one window's frames, as the
+    handler cuts them for its own windows."""
+    window = comfy.context_windows.IndexListContextWindow(list(frames), dim=handler.dim)
+    return handler.get_resized_cond(conds, x, window)
+
+
+def frame_conds_left_whole(window_cond: list, frames: int) -> list[str]:
+    """Names of the model conds (``model_conds``: CONDRegular & co., each holding ``.cond``)
+    of one window's cut conds that still span the whole video's ``frames`` latent frames:
+    conds the handler does not cut (ComfyUI 0.3.64 leaves WanImageToVideo's c_concat and
+    WAN22's denoise_mask whole)."""
+    left = []
+    for entry in window_cond:
+        for name, value in entry.get("model_conds", {}).items():
+            tensor = getattr(value, "cond", None)
+            if isinstance(tensor, torch.Tensor) and tensor.ndim == 5 and tensor.shape[LATENT_FRAME_DIM] == frames:
+                left.append(name)
+    return left
+
+
+def with_pass_window(model_options: dict, handler, frames) -> dict:
+    """A copy of the model options exposing one window to the model, as calc_cond_batch
+    does during its windows (transformer_options["context_window"])."""
+    opts = comfy.model_patcher.create_model_options_clone(model_options)
+    opts.setdefault("transformer_options", {})["context_window"] = \
+        comfy.context_windows.IndexListContextWindow(list(frames), dim=handler.dim)
     return opts
 
 

@@ -10,6 +10,7 @@ import torch
 from fastvmt_core import FastVMTSettings, motion_flow, reference_noise, reference_sigma
 from fastvmt_core import motion_controls as controls_core
 from ..motion import MotionReference
+from .context_windows import window_pass
 from .geometry import WanGeometry
 from .image_to_video import HeldEntries, reference_conditioning
 from .qk_capture import PassCounter, QKPass, capture_qk
@@ -22,8 +23,10 @@ class ReferenceMotion:
     latent: torch.Tensor              # processed (model space) clean reference latent
     noise: torch.Tensor               # fixed-seed noise for re-noising the reference
     held: HeldEntries | None = None   # entries the reference holds fixed (TI2V: its own first frame)
-    flows: dict = field(default_factory=dict)  # reference sigma -> MotionFlow (MotionTargets under controls)
+    flows: dict = field(default_factory=dict)  # (reference sigma, window frames | None) -> MotionFlow
+    #                                            (MotionTargets under controls)
     controls: object = None           # fastvmt_core.MotionControls, None for plain FastVMT
+    window_passes: dict = field(default_factory=dict)  # context_windows.window_pass's cache
 
 
 def prepare_reference(guider, motion: MotionReference, geometry: WanGeometry, settings: FastVMTSettings, noise,
@@ -39,29 +42,36 @@ def prepare_reference(guider, motion: MotionReference, geometry: WanGeometry, se
     return ReferenceMotion(qk_pass, latent, ref_noise, held, controls=controls)
 
 
-def reference_flow(ref: ReferenceMotion, settings: FastVMTSettings, counter: PassCounter, sigma):
+def reference_flow(ref: ReferenceMotion, settings: FastVMTSettings, counter: PassCounter, sigma, frames=None):
     """Motion flow of the reference at this guided step, and the sigma it was read at.
 
     "renoise": re-noised to the step's sigma, capped at ``reference_sigma_cap`` so the
     reference is never (near) pure noise; "clean": read once at the model's sigma_min.
-    Flows are cached by sigma: steps above the cap share one reference pass.
+    ``frames``: one context window's latent frames (the reference's frames map one to one
+    onto the generation's), None for the whole latent. Flows are cached by sigma and
+    window: steps above the cap share one reference pass per window.
     """
     if settings.reference_noise == "clean":
         ref_sigma = float(ref.qk_pass.base_model.model_sampling.sigma_min)
     else:
         ref_sigma = reference_sigma(float(sigma), settings.reference_sigma_cap)
-    if ref_sigma not in ref.flows:
-        ref.flows[ref_sigma] = controls_core.motion_targets(_flow_at(ref, settings, counter, ref_sigma),
-                                                            ref.controls)
-    return ref.flows[ref_sigma], ref_sigma
+    key = (ref_sigma, None if frames is None else tuple(frames))
+    if key not in ref.flows:
+        ref.flows[key] = controls_core.motion_targets(_flow_at(ref, settings, counter, ref_sigma, frames),
+                                                      controls_core.controls_for_frames(ref.controls, frames))
+    return ref.flows[key], ref_sigma
 
 
-def _flow_at(ref: ReferenceMotion, settings: FastVMTSettings, counter: PassCounter, sigma):
+def _flow_at(ref: ReferenceMotion, settings: FastVMTSettings, counter: PassCounter, sigma, frames):
     base_model = ref.qk_pass.base_model
     sigma = torch.as_tensor(sigma, dtype=torch.float32).reshape(1).to(ref.latent.device)
     x_ref = base_model.model_sampling.noise_scaling(sigma, ref.noise, ref.latent, max_denoise=False)
     if ref.held is not None:
         x_ref = ref.held.model_input(base_model, x_ref, sigma, ref.held.mask_at(sigma))
+    spec = ref.qk_pass
+    if frames is not None:   # the held entries are put in on the whole latent, then the window is cut
+        spec = window_pass(spec, x_ref, frames, ref.window_passes)
+        x_ref = x_ref[:, :, list(frames)]
     with torch.no_grad():
-        q, k = capture_qk(ref.qk_pass, x_ref, sigma, counter)
+        q, k = capture_qk(spec, x_ref, sigma, counter)
         return motion_flow(settings, q[0], k[0]).detach()

@@ -1,5 +1,6 @@
 """Single-run text-to-video workflows on Wan 2.1 1.3B: the Guidance Sampler, Apply Motion
-with the stock KSampler, and ComfyUI's uni_pc template settings.
+with the stock KSampler, ComfyUI's uni_pc template settings, and a long video (161 frames)
+through ComfyUI's context windows.
 
 Columns (common.WAN_GRID), top rows; bottom rows:
   A  Load CLIP, Models note;                  Load Video
@@ -40,7 +41,7 @@ class TransferNodes:
     settings: Node
 
 
-def transfer_inputs(g: Graph, unet_name=WAN_T2V_13B, shift=None, motion_block=14) -> TransferNodes:
+def transfer_inputs(g: Graph, unet_name=WAN_T2V_13B, shift=None, motion_block=14, size=SIZE) -> TransferNodes:
     """Loaders, reference motion, prompts, empty latent and Step-Skip Settings of the
     single-run text-to-video workflows (created in this order, so node ids stay stable)."""
     loader = g.add("UNETLoader", unet_name=unet_name, weight_dtype="default")
@@ -54,10 +55,10 @@ def transfer_inputs(g: Graph, unet_name=WAN_T2V_13B, shift=None, motion_block=14
     video = reference_video(g)
     comps = g.add("GetVideoComponents", video=video)
     ref_prompt = reference_prompt(g, clip)
-    extract = extract_motion(g, unet, comps, vae, ref_prompt, motion_block)
+    extract = extract_motion(g, unet, comps, vae, ref_prompt, motion_block, size=size)
     pos = positive_prompt(g, clip, POSITIVE)
     neg = negative_prompt(g, clip)
-    latent = g.add("EmptyHunyuanLatentVideo", title="Empty Wan Latent Video", batch_size=1, **SIZE)
+    latent = g.add("EmptyHunyuanLatentVideo", title="Empty Wan Latent Video", batch_size=1, **size)
     settings = g.add("FastVMTStepSkipSettings")
     return TransferNodes(loader, unet, clip, vae, video, comps, ref_prompt, extract, pos, neg, latent, settings)
 
@@ -130,4 +131,23 @@ def wf_uni_pc() -> Graph:
     n = transfer_inputs(g, shift=8.0)
     sampler = guidance_sampler(g, n, steps=30, sampler_name="uni_pc")
     finish(g, n, [sampler], sampler, "video/fastvmt_uni_pc", note("t2v_uni_pc"), more_models=[n.unet])
+    return g
+
+
+LONG = dict(SIZE, length=161)
+
+
+def wf_long_video() -> Graph:
+    g = Graph("fastvmt_wan21_t2v_long_video_161_frames", "Long video (161 frames)",
+              "161 frames in ComfyUI's context windows; guidance runs in each window, on the reference's same "
+              "frames.")
+    n = transfer_inputs(g, size=LONG)
+    windows = g.add("WanContextWindowsManual", size=(340, 250), model=n.unet, context_length=81,
+                    context_overlap=30, context_schedule="standard_static", context_stride=1, closed_loop=False,
+                    fuse_method="pyramid")
+    sampler = g.add("FastVMTGuidanceSampler", size=(340, 380), model=windows, positive=n.pos, negative=n.neg,
+                    latent_image=n.latent, motion=n.extract, settings=n.settings, seed=42, steps=50, cfg=6.0,
+                    sampler_name="euler", scheduler="simple", denoise=1.0)
+    finish(g, n, [windows, sampler], sampler, "video/fastvmt_long", note("t2v_long_video"), note_size=(340, 520),
+           note_column="F")
     return g
