@@ -148,3 +148,14 @@ def test_apply_motion_then_a_stock_ksampler_guides_per_window(run_graph, tiny_wa
         r = run_graph(g.finalize()).raise_for_error()
     assert "guidance ran per window, 3 windows of 5 latent frames" in caplog.text
     assert r.output("stock", 0)["samples"].shape[2] == FRAMES
+
+
+@pytest.mark.parametrize("frames, length, overlap", [(28, 12, 4), (28, 12, 8), (41, 21, 8), (12, 12, 4), (9, 5, 3)])
+def test_the_benchmark_scores_the_seams_of_comfyuis_own_windows(comfy, frames, length, overlap):
+    """bench.context_windows places its seam segments with its copy of standard_static: the same
+    windows as ComfyUI's schedule."""
+    import comfy.context_windows as cw
+    from bench.context_windows import static_windows
+    handler = cw.IndexListContextHandler(cw.get_matching_context_schedule("standard_static"),
+                                         cw.get_matching_fuse_method("pyramid"), length, overlap, dim=2)
+    assert static_windows(frames, length, overlap) == cw.create_windows_static_standard(frames, handler, {})

@@ -310,3 +310,17 @@ def test_settings_validate_the_controls():
         FastVMTSettings(motion_strength=-0.5)
     with pytest.raises(ValueError, match="transfer must be one of all, camera, objects"):
         FastVMTSettings(transfer="background")
+
+
+def test_a_context_window_gets_its_own_frames_of_the_regions():
+    """Under context windows each window's targets come from its frames of the token regions;
+    the latent region (a mask on the whole latent) stays whole."""
+    from fastvmt_core.motion_controls import controls_for_frames
+    ref_mask = torch.rand(5, 16, 24)          # one mask per latent frame: frames differ
+    gen_mask = (torch.rand(5, 16, 24) > 0.3).float()
+    c = controls(reference_mask=ref_mask, generation_mask=gen_mask, latent=(5, 16, 24))
+    cut = controls_for_frames(c, [2, 3, 4])
+    assert torch.equal(cut.reference_region, c.reference_region[2:5])
+    assert torch.equal(cut.generation_region, c.generation_region[2:5])
+    assert cut.latent_region is c.latent_region and cut.strength == c.strength
+    assert controls_for_frames(None, [0, 1]) is None and controls_for_frames(c, None) is c
