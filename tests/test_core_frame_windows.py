@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from fastvmt_core import window_problem, windowed_loss
+from bench.context_windows import static_windows   # checked against ComfyUI's own schedule in the host tests
 
 
 def _loss(target):
@@ -52,17 +53,6 @@ def test_each_window_is_evaluated_after_the_previous_ones_backward_and_between_c
     assert seen == [(0, 4)]
 
 
-def _static(frames, length, overlap):
-    """ComfyUI's standard_static windows (comfy/context_windows.py), restated for the test."""
-    out, start = [], 0
-    while True:
-        if start + length >= frames:
-            out.append(list(range(frames - length, frames)))
-            return out
-        out.append(list(range(start, start + length)))
-        start += length - overlap
-
-
 @pytest.mark.parametrize("windows,frames,span,words", [
     ([[0, 2, 4, 6], [1, 3, 5, 7]], 8, 2, "not consecutive"),
     ([[0, 1, 2], [2, 3, 4]], 5, 3, "shorter than one temporal span"),
@@ -75,6 +65,6 @@ def test_windows_that_cannot_carry_the_flow_are_named(windows, frames, span, wor
 
 def test_wan_context_defaults_carry_the_default_span():
     # WAN Context Windows defaults: 81 frames (21 latent), overlap 30 (8 latent); 161 frames = 41 latent
-    windows = _static(41, 21, 8)
+    windows = static_windows(41, 21, 8)
     assert len(windows) == 3 and window_problem(windows, 41, 5) is None
-    assert "fewer than the temporal span" in window_problem(_static(41, 21, 2), 41, 5)
+    assert "fewer than the temporal span" in window_problem(static_windows(41, 21, 2), 41, 5)
